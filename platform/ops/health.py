@@ -1,0 +1,58 @@
+"""Reachability checks behind /healthz: database, broker, live workers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+
+def check_database() -> dict:
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        return {"ok": True, "vendor": connection.vendor}
+    except Exception as exc:  # noqa: BLE001 - report, don't raise
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def check_broker() -> dict:
+    from xenobench.celery import app
+
+    url = app.conf.broker_url or ""
+    scheme = url.split(":", 1)[0]
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return {"ok": True, "transport": scheme}
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "transport": scheme, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def check_workers() -> dict:
+    from .models import WorkerHeartbeat
+
+    try:
+        cutoff = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
+        alive = list(
+            WorkerHeartbeat.objects.filter(last_seen__gte=cutoff).values(
+                "hostname", "queues", "last_seen"
+            )
+        )
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300], "workers": []}
+    for w in alive:
+        w["last_seen"] = w["last_seen"].isoformat()
+    return {"ok": bool(alive), "workers": alive, "stale_after_s": settings.WORKER_STALE_SECONDS}
+
+
+def health_report() -> tuple[bool, dict]:
+    report = {"database": check_database(), "broker": check_broker()}
+    report["workers"] = (
+        check_workers() if report["database"]["ok"] else {"ok": False, "error": "database down"}
+    )
+    ok = all(part["ok"] for part in report.values())
+    return ok, {"status": "ok" if ok else "unavailable", **report}
