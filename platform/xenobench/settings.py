@@ -59,6 +59,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "accounts",
     "ops",
+    "challenges",
+    "submissions",
+    "leaderboards",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -213,3 +217,14 @@ if PRODUCTION:
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
     }
+
+# --- mail (notifications) -------------------------------------------------------------------
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "xenobench@localhost")
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = str(DATA_ROOT / "mail")
+RECONCILE_LOST_MESSAGE_SECONDS = float(os.environ.get("RECONCILE_LOST_MESSAGE_SECONDS", "900"))
+RECONCILE_EVERY_SECONDS = float(os.environ.get("RECONCILE_EVERY_SECONDS", "60"))
+CELERY_BEAT_SCHEDULE = {
+    "reconcile": {"task": "submissions.tasks.reconcile", "schedule": RECONCILE_EVERY_SECONDS},
+}

@@ -1,19 +1,42 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import views as account_views
+from challenges import views as cv
+from leaderboards import views as lv
 from ops.views import healthz
-from xenobench import views
+from submissions import views as sv
+from xenobench.ratelimit import ratelimit
+
+login_view = ratelimit("login", limit=10, per_seconds=300)(auth_views.LoginView.as_view())
+P = "c/<slug:slug>/<slug:task>/<slug:phase>/"
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", cv.home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", login_view, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", account_views.signup, name="signup"),
+    path("c/<slug:slug>/", cv.challenge_detail, name="challenge-detail"),
+    path("c/<slug:slug>/join", cv.join, name="challenge-join"),
+    path("c/<slug:slug>/team", cv.team, name="challenge-team"),
+    path("c/<slug:slug>/<slug:task>/", cv.task_detail, name="task-detail"),
+    path(P, cv.phase_detail, name="phase-detail"),
+    path(P + "submit", sv.submit, name="phase-submit"),
+    path(P + "v<int:version>/", lv.snapshot_page, name="phase-snapshot"),
+    path(P + "leaderboard.<str:fmt>", lv.export, name="phase-export"),
+    path(P + "report/", lv.report, name="phase-report"),
+    path(P + "ranking.json", lv.snapshot_json, name="phase-ranking-json"),
+    path("submissions/", sv.my_submissions, name="my-submissions"),
+    path("submissions/<int:pk>/", sv.submission_detail, name="submission-detail"),
+    path("submissions/<int:pk>/status", sv.submission_status, name="submission-status"),
+    path("submissions/<int:pk>/action", sv.submission_action, name="submission-action"),
+    path("methods/<int:pk>/", lv.method_page, name="method-detail"),
+    path("inbox/", sv.inbox, name="inbox"),
+    path("api/", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1,0 +1,124 @@
+"""Sandbox overhead: sandboxed evaluation vs a bare in-process loop, same model, same cubes.
+
+    .venv/bin/python bench/bench_sandbox.py [--cases 20] [--threads N] [--backend bwrap]
+
+Generates random full-size cubes (480 x 640 x 100 float32) in a temp dir, exports a small
+fully convolutional TorchScript model, then times (a) a bare loop in this process (load the
+memory-mapped cube, L1 preprocessing, model, argmax, np.save) and (b) run_inference through
+the sandbox (startup, model load, same work, copy-out and trusted validation). Both use the
+same number of threads. Prints both wall times and their ratio (goal <= 1.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evaluator.harness.preprocess import preprocess  # noqa: E402
+from evaluator.inference import Limits, run_inference  # noqa: E402
+
+H, W, C, K = 480, 640, 100, 12
+
+
+class SmallFCN(torch.nn.Module):
+    """1x1 spectral mixing, one 3x3 spatial layer, 1x1 classifier: ~8 GFLOP per cube."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(C, 32, 1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 16, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(16, K, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def make_cubes(folder: Path, n: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    ids = [f"SPACE_{i:06d}#2021_01_01_10_00_{i % 60:02d}" for i in range(n)]
+    for case_id in ids:
+        np.save(folder / f"{case_id}.npy", rng.random((H, W, C), dtype=np.float32))
+    return ids
+
+
+def bare_loop(model_path: Path, cubes: Path, ids: list[str], out: Path, threads: int) -> float:
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    model = torch.jit.load(str(model_path)).eval()
+    with torch.inference_mode():
+        for case_id in ids:
+            cube = np.load(cubes / f"{case_id}.npy", mmap_mode="r", allow_pickle=False)
+            x = torch.from_numpy(preprocess(cube, "l1")[None])
+            labels = model(x).argmax(dim=1).to(torch.uint8).numpy()[0]
+            np.save(out / f"{case_id}.npy", labels)
+    return time.perf_counter() - start
+
+
+def sandboxed(model_path, cubes, ids, out, threads, backend) -> float:
+    limits = Limits(wall_seconds=3600, cpu_seconds=36000, memory_mb=16384, threads=threads,
+                    max_output_mb=8)  # fmt: skip
+    start = time.perf_counter()
+    result = run_inference(model_path, cubes_dir=cubes, case_ids=ids, output_dir=out,
+                           num_classes=K, limits=limits, backend=backend)  # fmt: skip
+    elapsed = time.perf_counter() - start
+    if not result.ok:
+        raise SystemExit(
+            f"sandboxed run failed: {result.error_kind}: {result.message}\n{result.log}"
+        )
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--backend", default="bwrap")
+    parser.add_argument("--repeats", type=int, default=2, help="best of N for each side")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="xb-bench-") as tmp:
+        root = Path(tmp)
+        cubes = root / "cubes"
+        cubes.mkdir()
+        t0 = time.perf_counter()
+        ids = make_cubes(cubes, args.cases)
+        print(
+            f"generated {args.cases} cubes {H}x{W}x{C} float32 in {time.perf_counter() - t0:.1f} s"
+        )
+        model_path = root / "fcn.pt"
+        torch.jit.save(torch.jit.script(SmallFCN().eval()), str(model_path))
+        bare_times, box_times = [], []
+        for r in range(args.repeats):  # interleaved, so drift affects both sides alike
+            (root / f"bare{r}").mkdir()
+            bare_times.append(bare_loop(model_path, cubes, ids, root / f"bare{r}", args.threads))
+            box_times.append(sandboxed(model_path, cubes, ids, root / f"box{r}", args.threads,
+                                       args.backend))  # fmt: skip
+        for case_id in ids:  # same model, same cubes -> same labels
+            a = np.load(root / "bare0" / f"{case_id}.npy")
+            b = np.load(root / "box0" / f"{case_id}.npy")
+            assert np.array_equal(a, b), case_id
+        bare, box = min(bare_times), min(box_times)
+        print(f"threads={args.threads} backend={args.backend} cases={args.cases}")
+        print(
+            f"bare in-process loop : {bare:8.2f} s  (runs: {', '.join(f'{t:.2f}' for t in bare_times)})"
+        )
+        print(
+            f"sandboxed ({args.backend:5s})    : {box:8.2f} s  (runs: {', '.join(f'{t:.2f}' for t in box_times)})"
+        )
+        print(f"overhead ratio       : {box / bare:8.3f}  (goal <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()

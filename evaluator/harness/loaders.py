@@ -1,0 +1,132 @@
+"""Load a model in one of the accepted formats and wrap it as batch -> label maps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .errors import INVALID_OUTPUT, MODEL_ERROR, HarnessError
+
+Runner = Callable[[np.ndarray], tuple[np.ndarray, str]]  # (labels uint8 [B,H,W], kind)
+
+
+def load(path: str, fmt: str, *, num_classes: int, threads: int, gpu: bool) -> Runner:
+    if fmt in ("torchscript", "torch_export"):
+        return _torch_runner(path, fmt, num_classes=num_classes, threads=threads, gpu=gpu)
+    if fmt == "onnx":
+        return _onnx_runner(path, num_classes=num_classes, threads=threads, gpu=gpu)
+    raise HarnessError(MODEL_ERROR, f"the harness cannot run format {fmt!r}")
+
+
+def _torch_runner(path: str, fmt: str, *, num_classes: int, threads: int, gpu: bool) -> Runner:
+    import torch
+
+    torch.set_num_threads(threads)
+    device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
+    if fmt == "torchscript":
+        module = torch.jit.load(path, map_location=device)
+        module.eval()
+    else:
+        program = torch.export.load(path)
+        module = program.module()
+        module.to(device)
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, str]:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(batch).to(device))
+            out = _single_output(out)
+            if not isinstance(out, torch.Tensor):
+                raise HarnessError(
+                    INVALID_OUTPUT, f"the model returned {type(out).__name__}, not a tensor"
+                )
+            return _labels_torch(torch, out, batch.shape, num_classes)
+
+    return run
+
+
+def _labels_torch(torch, out, in_shape, num_classes: int) -> tuple[np.ndarray, str]:
+    check_shape(tuple(out.shape), in_shape, num_classes)
+    if out.ndim == 4:
+        if out.is_floating_point() and not bool(torch.isfinite(out).all()):
+            raise HarnessError(INVALID_OUTPUT, "the model's class scores contain NaN or inf")
+        labels = out.argmax(dim=1)
+        return labels.to(torch.uint8).cpu().numpy(), "scores"
+    if out.is_floating_point() or out.is_complex() or out.dtype == torch.bool:
+        raise HarnessError(
+            INVALID_OUTPUT, f"a [B, H, W] output must hold integer labels, got {out.dtype}"
+        )
+    lo, hi = int(out.min()), int(out.max())
+    check_label_range(lo, hi, num_classes)
+    return out.to(torch.uint8).cpu().numpy(), "labels"
+
+
+def _onnx_runner(path: str, *, num_classes: int, threads: int, gpu: bool) -> Runner:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    providers = ["CPUExecutionProvider"]
+    if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    session = ort.InferenceSession(path, sess_options=opts, providers=providers)
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise HarnessError(
+            MODEL_ERROR, f"the ONNX model must take exactly one input, it takes {len(inputs)}"
+        )
+    name = inputs[0].name
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, str]:
+        out = session.run(None, {name: batch})[0]
+        check_shape(tuple(out.shape), batch.shape, num_classes)
+        if out.ndim == 4:
+            if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
+                raise HarnessError(INVALID_OUTPUT, "the model's class scores contain NaN or inf")
+            return out.argmax(axis=1).astype(np.uint8), "scores"
+        if not np.issubdtype(out.dtype, np.integer):
+            raise HarnessError(
+                INVALID_OUTPUT, f"a [B, H, W] output must hold integer labels, got {out.dtype}"
+            )
+        check_label_range(int(out.min()), int(out.max()), num_classes)
+        return out.astype(np.uint8), "labels"
+
+    return run
+
+
+def _single_output(out):
+    if isinstance(out, (tuple, list)) and len(out) == 1:
+        return out[0]
+    if isinstance(out, dict) and len(out) == 1:
+        return next(iter(out.values()))
+    return out
+
+
+def check_shape(shape: tuple, in_shape: tuple, num_classes: int) -> None:
+    b, _, h, w = in_shape
+    expected = f"[{b}, {num_classes}, {h}, {w}] class scores or [{b}, {h}, {w}] labels"
+    if len(shape) == 4:
+        if shape[1] != num_classes and shape[0] == b and tuple(shape[2:]) == (h, w):
+            raise HarnessError(
+                INVALID_OUTPUT,
+                f"the model outputs {shape[1]} class scores but the task has {num_classes} "
+                f"classes (output shape {list(shape)}, expected {expected})",
+            )
+        if tuple(shape) == (b, num_classes, h, w):
+            return
+    elif len(shape) == 3 and tuple(shape) == (b, h, w):
+        return
+    raise HarnessError(
+        INVALID_OUTPUT,
+        f"wrong output shape {list(shape)} for input [{b}, C, {h}, {w}]: expected {expected}",
+    )
+
+
+def check_label_range(lo: int, hi: int, num_classes: int) -> None:
+    if lo < 0 or hi >= num_classes:
+        raise HarnessError(
+            INVALID_OUTPUT,
+            f"the label map contains classes {lo}..{hi}, outside the task's classes "
+            f"0..{num_classes - 1}",
+        )

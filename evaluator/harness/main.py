@@ -1,0 +1,175 @@
+"""Harness entry point inside the sandbox: `main([job_json_path])`.
+
+Events (one JSON object per line on fd $XENOBENCH_EVENT_FD):
+  {"event": "loaded", "format", "seconds"}
+  {"event": "validated", "output_kind", "output_shape"}
+  {"event": "case", "case_id", "index", "total", "status": "ok"|"error", "kind", "message"}
+  {"event": "fatal", "kind", "message"}
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from .errors import INVALID_OUTPUT, MODEL_ERROR, SANDBOX_ERROR, HarnessError, classify
+from .loaders import load
+from .preprocess import preprocess
+
+
+class Events:
+    def __init__(self) -> None:
+        fd = os.environ.get("XENOBENCH_EVENT_FD")
+        self.fd = int(fd) if fd and fd.isdigit() else None
+
+    def emit(self, **event) -> None:
+        line = (json.dumps(event) + "\n").encode()
+        if self.fd is None:
+            sys.stderr.write(line.decode())
+            return
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+
+def _path_mapper():
+    """Identity inside a sandbox; the dev-only "none" backend maps sandbox paths to host ones."""
+    mapping = json.loads(os.environ.get("XENOBENCH_PATH_MAP") or "[]")
+
+    def host(path: str) -> str:
+        for dest, real in mapping:
+            if path == dest or path.startswith(dest + "/"):
+                return real + path[len(dest) :]
+        return path
+
+    return host
+
+
+def main(argv: list[str]) -> int:
+    events = Events()
+    try:
+        with open(argv[0], encoding="utf-8") as fh:
+            job = json.load(fh)
+        host = _path_mapper()
+        for key in ("model", "cubes_dir", "output_dir"):
+            if job.get(key):
+                job[key] = host(job[key])
+        threads = int(job.get("threads", 1))
+        t0 = time.monotonic()
+        try:
+            runner = load(
+                job["model"],
+                job["format"],
+                num_classes=int(job["num_classes"]),
+                threads=threads,
+                gpu=bool(job.get("gpu")),
+            )
+        except HarnessError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any load failure is the model's
+            kind, message = classify(exc)
+            if kind == MODEL_ERROR:
+                message = "the model could not be loaded: " + str(exc)[:2000]
+            raise HarnessError(kind, message) from None
+        events.emit(event="loaded", format=job["format"], seconds=time.monotonic() - t0)
+        if job["mode"] == "validate":
+            return _validate(job, runner, events)
+        return _infer(job, runner, events)
+    except HarnessError as exc:
+        events.emit(event="fatal", kind=exc.kind, message=exc.message)
+        return 3
+    except BaseException as exc:  # noqa: BLE001
+        kind, message = classify(exc)
+        events.emit(event="fatal", kind=kind, message=message)
+        return 3
+
+
+def _validate(job: dict, runner, events: Events) -> int:
+    h, w = job.get("dummy_hw", [48, 64])
+    rng = np.random.default_rng(0)
+    cube = rng.random((h, w, int(job["channels"])), dtype=np.float32) + 0.01
+    batch = preprocess(cube, job.get("preprocessing", "l1"))[None]
+    try:
+        labels, kind = runner(batch)
+    except HarnessError:
+        raise
+    except BaseException as exc:  # noqa: BLE001
+        raise HarnessError(*classify(exc)) from None
+    events.emit(event="validated", output_kind=kind, output_shape=list(labels.shape))
+    return 0
+
+
+def _infer(job: dict, runner, events: Events) -> int:
+    case_ids = list(job["case_ids"])
+    total = len(case_ids)
+    batch_size = max(1, int(job.get("batch_size", 1)))
+    cubes_dir, out_dir = job["cubes_dir"], job["output_dir"]
+    channels = job.get("channels")
+    done = 0
+    i = 0
+    while i < total:
+        group: list[tuple[str, np.ndarray]] = []
+        while i < total and len(group) < batch_size:
+            case_id = case_ids[i]
+            i += 1
+            try:
+                cube = _read_cube(os.path.join(cubes_dir, case_id + ".npy"), channels)
+            except HarnessError as exc:
+                done += 1
+                events.emit(event="case", case_id=case_id, index=done, total=total,
+                            status="error", kind=exc.kind, message=exc.message)  # fmt: skip
+                continue
+            if group and group[0][1].shape != cube.shape:
+                i -= 1  # different size: run what we have, start a new batch with this one
+                break
+            group.append((case_id, cube))
+        if not group:
+            continue
+        t_batch = time.monotonic()
+        try:
+            batch = np.stack([preprocess(c, job.get("preprocessing", "l1")) for _, c in group])
+            labels, _ = runner(batch)
+            error = None
+        except HarnessError as exc:
+            error = (exc.kind, exc.message)
+        except BaseException as exc:  # noqa: BLE001
+            error = classify(exc)
+        for k, (case_id, _) in enumerate(group):
+            done += 1
+            if error is None:
+                error_k = _write(os.path.join(out_dir, case_id + ".npy"), labels[k])
+            else:
+                error_k = error
+            status = "ok" if error_k is None else "error"
+            kind, message = error_k if error_k else (None, None)
+            events.emit(event="case", case_id=case_id, index=done, total=total, status=status,
+                        kind=kind, message=message,
+                        seconds=(time.monotonic() - t_batch) / len(group))  # fmt: skip
+    return 0
+
+
+def _read_cube(path: str, channels) -> np.ndarray:
+    try:
+        cube = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise HarnessError(SANDBOX_ERROR, f"cannot read the input cube: {exc}") from None
+    if cube.ndim != 3 or cube.dtype not in (np.float32, np.float16):
+        raise HarnessError(SANDBOX_ERROR, f"bad input cube {cube.shape} {cube.dtype}")
+    if channels and cube.shape[2] != int(channels):
+        raise HarnessError(SANDBOX_ERROR, f"cube has {cube.shape[2]} channels, not {channels}")
+    return cube
+
+
+def _write(path: str, labels: np.ndarray) -> tuple[str, str] | None:
+    try:
+        np.save(path, np.ascontiguousarray(labels, dtype=np.uint8), allow_pickle=False)
+    except OSError as exc:
+        if exc.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
+            return INVALID_OUTPUT, "the output is larger than the allowed output size"
+        return SANDBOX_ERROR, f"cannot write the output: {exc}"
+    return None

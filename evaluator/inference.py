@@ -1,0 +1,477 @@
+"""Trusted-side API: validate a participant's model and run it over hidden cubes, sandboxed.
+
+Nothing here opens the model: the format is sniffed from content (evaluator.modelformats)
+and every load happens inside the sandbox (evaluator.harness). The only things that cross
+back are JSON progress lines and .npy label maps, which are validated here before use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from evaluator.harness.errors import (
+    FORMAT_ERROR,
+    INVALID_OUTPUT,
+    MEMORY,
+    MODEL_ERROR,
+    SANDBOX_ERROR,
+    TIMEOUT,
+)
+from evaluator.modelformats import ModelFormatError, ModelInfo, inspect_model
+from evaluator.sandbox import (
+    DockerSandbox,
+    ImageRefused,
+    Limits,
+    Mount,
+    Sandbox,
+    SandboxError,
+    SandboxRequest,
+    SandboxResult,
+    get_sandbox,
+)
+
+__all__ = [
+    "CaseResult",
+    "InferenceResult",
+    "Limits",
+    "ValidationReport",
+    "run_inference",
+    "validate_label_map",
+    "validate_model",
+]
+
+CASE_ID = re.compile(r"^[A-Za-z0-9_#@+=,-][A-Za-z0-9_#@+=,.-]{0,150}$")
+HARNESS_MAIN = "evaluator.harness.main:main"
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class ValidationReport:
+    ok: bool
+    message: str  # for the participant
+    format: str | None = None
+    output_kind: str | None = None  # "scores" ([B, K, H, W]) or "labels" ([B, H, W])
+    error_kind: str | None = None
+    log: str = ""
+
+
+@dataclass
+class CaseResult:
+    case_id: str
+    ok: bool
+    error_kind: str | None = None
+    message: str = ""
+
+
+@dataclass
+class InferenceResult:
+    ok: bool  # every case produced a valid label map
+    cases: dict[str, CaseResult]
+    elapsed: float
+    log: str = ""  # participant-visible, size-capped
+    error_kind: str | None = None  # the run's main failure, if any
+    message: str = ""
+    format: str | None = None
+    rejected_outputs: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> list[str]:
+        return [c for c, r in self.cases.items() if r.ok]
+
+
+# --- public API -------------------------------------------------------------------------
+
+
+def validate_model(
+    model_path: str | os.PathLike[str],
+    *,
+    channels: int,
+    num_classes: int,
+    limits: Limits,
+    backend: str = "bwrap",
+    preprocessing: str = "l1",
+    production: bool = False,
+) -> ValidationReport:
+    """Sniff the format, then load and run the model on a small dummy cube inside the sandbox."""
+    try:
+        info = inspect_model(model_path)
+    except ModelFormatError as exc:
+        return ValidationReport(False, str(exc), error_kind=FORMAT_ERROR)
+    if info.format == "oci_archive":
+        return _validate_container(info, channels, num_classes, limits, backend, production)
+    with tempfile.TemporaryDirectory(prefix="xb-validate-") as scratch:
+        job = {"mode": "validate", "channels": channels, "dummy_hw": [48, 64]}
+        try:
+            result = _run_harness(
+                info, job, Path(scratch), None, [], num_classes, preprocessing, limits,
+                backend, production, None,
+            )  # fmt: skip
+        except SandboxError as exc:
+            return ValidationReport(False, f"sandbox error: {exc}", info.format,
+                                    error_kind=SANDBOX_ERROR)  # fmt: skip
+    validated = [e for e in result.events if e.get("event") == "validated"]
+    if result.ok and validated:
+        kind = str(validated[-1].get("output_kind"))
+        return ValidationReport(
+            True,
+            f"the {info.format} model loaded and produced {kind} of the expected shape",
+            info.format,
+            kind,
+            log=result.log,
+        )
+    error_kind, message = _run_failure(result)
+    return ValidationReport(False, message, info.format, error_kind=error_kind, log=result.log)
+
+
+def run_inference(
+    model_path: str | os.PathLike[str],
+    *,
+    cubes_dir: str | os.PathLike[str],
+    case_ids: Sequence[str],
+    output_dir: str | os.PathLike[str],
+    num_classes: int,
+    preprocessing: str = "l1",
+    limits: Limits,
+    backend: str = "bwrap",
+    batch_size: int = 1,
+    progress: Progress | None = None,
+    channels: int | None = None,
+    production: bool = False,
+) -> InferenceResult:
+    """Run the model over `<cubes_dir>/<case_id>.npy`, writing `<output_dir>/<case_id>.npy`.
+
+    Every output is validated (shape == the cube's H x W, uint8, classes < num_classes,
+    size cap, a plain .npy); failing outputs are per-case errors, never exceptions.
+    """
+    start = time.monotonic()
+    cubes = Path(cubes_dir)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bad = [c for c in case_ids if not CASE_ID.match(c)]
+    if bad or len(set(case_ids)) != len(case_ids):
+        raise ValueError(f"invalid or duplicate case ids: {bad[:5]}")
+    shapes = {c: _cube_hw(cubes / f"{c}.npy") for c in case_ids}
+
+    def fail_all(kind: str, message: str, log: str = "", fmt: str | None = None):
+        cases = {c: CaseResult(c, False, kind, message) for c in case_ids}
+        return InferenceResult(False, cases, time.monotonic() - start, log, kind, message, fmt)
+
+    try:
+        info = inspect_model(model_path)
+    except ModelFormatError as exc:
+        return fail_all(FORMAT_ERROR, str(exc))
+    staging = Path(tempfile.mkdtemp(prefix=".xb-staging-", dir=out))
+    try:
+        try:
+            if info.format == "oci_archive":
+                result = _run_container(info, cubes, case_ids, staging, num_classes, limits,
+                                        backend, shapes)  # fmt: skip
+            else:
+                job = {
+                    "mode": "infer",
+                    "case_ids": list(case_ids),
+                    "cubes_dir": "/input",
+                    "output_dir": "/output",
+                    "batch_size": batch_size,
+                    "channels": channels,
+                }
+                result = _run_harness(
+                    info, job, staging, cubes, case_ids, num_classes, preprocessing, limits,
+                    backend, production, _progress_adapter(progress), shapes,
+                )  # fmt: skip
+        except ImageRefused as exc:
+            return fail_all(FORMAT_ERROR, str(exc), fmt=info.format)
+        except SandboxError as exc:
+            return fail_all(SANDBOX_ERROR, f"sandbox error: {exc}", fmt=info.format)
+        cases = _collect(result, staging, out, case_ids, shapes, num_classes, limits)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if info.format == "oci_archive" and progress is not None:
+        for k, c in enumerate(case_ids, 1):
+            progress(k, len(case_ids), c)
+    failed = [r for r in cases.values() if not r.ok]
+    error_kind, message = (None, "")
+    if failed:
+        error_kind, message = _run_failure(result, default=(failed[0].error_kind,
+                                                            failed[0].message))  # fmt: skip
+    return InferenceResult(
+        ok=not failed,
+        cases=cases,
+        elapsed=time.monotonic() - start,
+        log=result.log,
+        error_kind=error_kind,
+        message=message,
+        format=info.format,
+        rejected_outputs=result.rejected,
+    )
+
+
+def validate_label_map(
+    path: Path, *, shape: tuple[int, int], num_classes: int, max_bytes: int
+) -> str | None:
+    """None if `path` is a plain uint8 .npy of `shape` with labels < num_classes, else why not."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "no output was written"
+    if not os.path.isfile(path) or os.path.islink(path):
+        return "the output is not a regular file"
+    if st.st_size > max_bytes:
+        return f"the output is {st.st_size} bytes, over the {max_bytes} byte limit"
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                hdr = np.lib.format.read_array_header_1_0(fh, max_header_size=10_000)
+            elif version in ((2, 0), (3, 0)):
+                hdr = np.lib.format.read_array_header_2_0(fh, max_header_size=10_000)
+            else:
+                return f"unsupported .npy version {version}"
+            offset = fh.tell()
+    except (ValueError, OSError, SyntaxError) as exc:
+        return f"the output is not a valid .npy file ({exc})"
+    arr_shape, fortran, dtype = hdr
+    if dtype.hasobject:
+        return "the output holds Python objects (pickle), refused"
+    if dtype != np.uint8:
+        return f"the output has dtype {dtype}, expected uint8"
+    if tuple(arr_shape) != tuple(shape):
+        return f"the output has shape {tuple(arr_shape)}, expected {tuple(shape)}"
+    if st.st_size != offset + int(np.prod(shape)):
+        return "the output file size does not match its header (truncated or padded)"
+    labels = np.load(path, mmap_mode="r", allow_pickle=False)
+    top = int(labels.max()) if labels.size else 0
+    if top >= num_classes:
+        return f"the output contains class {top}, outside the task's classes 0..{num_classes - 1}"
+    return None
+
+
+# --- internals ----------------------------------------------------------------------------
+
+
+def _cube_hw(path: Path) -> tuple[int, int]:
+    cube = np.load(path, mmap_mode="r", allow_pickle=False)
+    if cube.ndim != 3:
+        raise ValueError(f"{path.name}: expected an (H, W, C) cube, got shape {cube.shape}")
+    return int(cube.shape[0]), int(cube.shape[1])
+
+
+def _progress_adapter(progress: Progress | None):
+    if progress is None:
+        return None
+
+    def on_event(event: dict) -> None:
+        if event.get("event") == "case":
+            progress(int(event.get("index", 0)), int(event.get("total", 0)),
+                     str(event.get("case_id", "")))  # fmt: skip
+
+    return on_event
+
+
+def _model_mounts(info: ModelInfo) -> tuple[list[Mount], str]:
+    folder = info.path.parent.resolve()
+    mounts = [Mount(info.path.resolve(), f"/model/{_safe_leaf(info.path.name)}")]
+    for extra in info.extra_files:
+        rel = extra.relative_to(folder).as_posix()
+        mounts.append(Mount(extra, f"/model/{rel}"))
+    return mounts, mounts[0].dest
+
+
+def _safe_leaf(name: str) -> str:
+    leaf = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "model"
+    return leaf if not leaf.startswith(".") else "m" + leaf
+
+
+def _output_quota(shapes: dict[str, tuple[int, int]]) -> int:
+    return sum(h * w + 4096 for h, w in shapes.values()) + 8 * 1024**2
+
+
+def _run_harness(
+    info: ModelInfo,
+    job: dict,
+    staging: Path,
+    cubes: Path | None,
+    case_ids: Sequence[str],
+    num_classes: int,
+    preprocessing: str,
+    limits: Limits,
+    backend: str,
+    production: bool,
+    on_event,
+    shapes: dict[str, tuple[int, int]] | None = None,
+) -> SandboxResult:
+    sandbox = _harness_sandbox(backend, production)
+    mounts, model_dest = _model_mounts(info)
+    job = dict(job, model=model_dest, format=info.format, num_classes=num_classes,
+               preprocessing=preprocessing, threads=limits.threads, gpu=limits.gpu)  # fmt: skip
+    if cubes is not None:
+        mounts.append(Mount(cubes.resolve(), "/input"))
+    with tempfile.TemporaryDirectory(prefix="xb-job-") as jobdir:
+        job_file = Path(jobdir) / "job.json"
+        job_file.write_text(json.dumps(job))
+        mounts.append(Mount(job_file, "/job/job.json"))
+        expected = {f"{c}.npy" for c in case_ids}
+        request = SandboxRequest(
+            argv=["/job/job.json"],
+            python_main=HARNESS_MAIN,
+            mounts=mounts,
+            output_dir=staging,
+            limits=limits,
+            on_event=on_event,
+            output_names=expected.__contains__,
+            output_quota_bytes=_output_quota(shapes) if shapes else 16 * 1024**2,
+        )
+        return sandbox.run(request)
+
+
+def _harness_sandbox(backend: str, production: bool) -> Sandbox:
+    if backend in ("docker", "podman"):
+        raise SandboxError(
+            f"model files run under bwrap (or none in development), not {backend}; "
+            "container images run under docker/podman"
+        )
+    return get_sandbox(backend, production=production)
+
+
+def _container_sandbox(backend: str) -> DockerSandbox:
+    engines = [backend] if backend in ("docker", "podman") else ["docker", "podman"]
+    reasons = []
+    for engine in engines:
+        sandbox = DockerSandbox(engine)
+        ok, why = sandbox.available()
+        if ok:
+            return sandbox
+        reasons.append(why)
+    raise SandboxError("no container engine works on this worker: " + "; ".join(reasons))
+
+
+def _run_container(
+    info: ModelInfo,
+    cubes: Path,
+    case_ids: Sequence[str],
+    staging: Path,
+    num_classes: int,
+    limits: Limits,
+    backend: str,
+    shapes: dict[str, tuple[int, int]],
+) -> SandboxResult:
+    sandbox = _container_sandbox(backend)
+    image = sandbox.load_image(info.path)
+    with tempfile.TemporaryDirectory(prefix="xb-case-") as jobdir:
+        case_json = Path(jobdir) / "case.json"
+        case_json.write_text(json.dumps({"case_ids": list(case_ids), "num_classes": num_classes}))
+        mounts = [Mount((cubes / f"{c}.npy").resolve(), f"/input/{c}.npy") for c in case_ids]
+        mounts.append(Mount(case_json, "/input/case.json"))
+        request = SandboxRequest(
+            argv=[],
+            mounts=mounts,
+            output_dir=staging,
+            limits=limits,
+            output_names={f"{c}.npy" for c in case_ids}.__contains__,
+            output_quota_bytes=_output_quota(shapes),
+        )
+        return sandbox.run(request, image=image)
+
+
+def _validate_container(info, channels, num_classes, limits, backend, production):
+    try:
+        sandbox = _container_sandbox(backend)
+        sandbox.load_image(info.path)
+    except ImageRefused as exc:
+        return ValidationReport(False, str(exc), info.format, error_kind=FORMAT_ERROR)
+    except SandboxError as exc:
+        return ValidationReport(False, f"sandbox error: {exc}", info.format,
+                                error_kind=SANDBOX_ERROR)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="xb-cvalidate-") as scratch:
+        cubes = Path(scratch) / "cubes"
+        outdir = Path(scratch) / "out"
+        cubes.mkdir()
+        rng = np.random.default_rng(0)
+        np.save(cubes / "dummy.npy", rng.random((48, 64, channels), dtype=np.float32))
+        res = run_inference(info.path, cubes_dir=cubes, case_ids=["dummy"], output_dir=outdir,
+                            num_classes=num_classes, limits=limits, backend=backend)  # fmt: skip
+    if res.ok:
+        return ValidationReport(True, "the container produced a valid label map", info.format,
+                                "labels", log=res.log)  # fmt: skip
+    return ValidationReport(False, res.message, info.format, error_kind=res.error_kind,
+                            log=res.log)  # fmt: skip
+
+
+def _collect(
+    result: SandboxResult,
+    staging: Path,
+    out: Path,
+    case_ids: Sequence[str],
+    shapes: dict[str, tuple[int, int]],
+    num_classes: int,
+    limits: Limits,
+) -> dict[str, CaseResult]:
+    reported = {str(e.get("case_id")): e for e in result.events if e.get("event") == "case"}
+    rejected = dict(result.rejected)
+    fallback_kind, fallback_msg = _run_failure(result)
+    max_bytes = limits.max_output_mb * 1024**2
+    cases: dict[str, CaseResult] = {}
+    for case_id in case_ids:
+        name = f"{case_id}.npy"
+        event = reported.get(case_id)
+        if event is not None and event.get("status") == "error":
+            kind = str(event.get("kind") or MODEL_ERROR)
+            if kind not in (TIMEOUT, MEMORY, INVALID_OUTPUT, MODEL_ERROR, SANDBOX_ERROR):
+                kind = MODEL_ERROR
+            cases[case_id] = CaseResult(case_id, False, kind, str(event.get("message", ""))[:2000])
+            continue
+        src = staging / name
+        if name in rejected:
+            cases[case_id] = CaseResult(case_id, False, INVALID_OUTPUT,
+                                        f"output refused: {rejected[name]}")  # fmt: skip
+            continue
+        if not os.path.lexists(src):
+            kind, msg = (fallback_kind, fallback_msg) if fallback_kind else (
+                MODEL_ERROR, "the model produced no output for this case")  # fmt: skip
+            cases[case_id] = CaseResult(case_id, False, kind, msg)
+            continue
+        why = validate_label_map(src, shape=shapes[case_id], num_classes=num_classes,
+                                 max_bytes=max_bytes)  # fmt: skip
+        if why is not None:
+            cases[case_id] = CaseResult(case_id, False, INVALID_OUTPUT, why)
+            continue
+        os.replace(src, out / name)
+        cases[case_id] = CaseResult(case_id, True)
+    return cases
+
+
+def _run_failure(result: SandboxResult, default=(None, "")) -> tuple[str | None, str]:
+    """The run-level failure (kind, participant message), from the strongest evidence."""
+    if result.timed_out:
+        return TIMEOUT, "the run exceeded its wall-clock time limit and was stopped"
+    fatal = [e for e in result.events if e.get("event") == "fatal"]
+    if fatal:
+        kind = str(fatal[-1].get("kind") or MODEL_ERROR)
+        return kind, str(fatal[-1].get("message", ""))[:4000]
+    if result.process_limit:
+        return MODEL_ERROR, "the model started more processes than allowed and was stopped"
+    if result.supervisor_lost:
+        return SANDBOX_ERROR, "the sandbox ended unexpectedly (no status was reported)"
+    sig = result.signal
+    if sig == signal.SIGXCPU:
+        return TIMEOUT, "the run exceeded its CPU time limit and was stopped"
+    if sig == signal.SIGKILL:
+        return MEMORY, "the model process was killed (most likely by the memory limit)"
+    if sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT):
+        return MODEL_ERROR, f"the model process crashed (signal {signal.Signals(sig).name})"
+    if sig is not None:
+        return MODEL_ERROR, f"the model process was killed by signal {sig}"
+    if result.exit_code not in (0, None):
+        return MODEL_ERROR, f"the model process exited with code {result.exit_code}"
+    return default

@@ -1,0 +1,41 @@
+"""Trusted per-image segmentation metrics (pure NumPy/SciPy, no Django).
+
+See docs/metrics.md for the definitions, the border definition and edge cases.
+"""
+
+from evaluator.metrics.boundary import border_mask, border_points
+from evaluator.metrics.errors import ScoringError
+from evaluator.metrics.scoring import (
+    COUNT_COLUMNS,
+    HIGHER_IS_BETTER,
+    METRICS,
+    STATUS_FAILED,
+    STATUS_MISSING,
+    STATUS_OK,
+    STATUS_PRED_EMPTY,
+    STATUS_REF_EMPTY,
+    ImageScores,
+    image_diagonal,
+    score_image,
+    worst_row,
+    worst_rows,
+)
+
+__all__ = [
+    "COUNT_COLUMNS",
+    "HIGHER_IS_BETTER",
+    "METRICS",
+    "STATUS_FAILED",
+    "STATUS_MISSING",
+    "STATUS_OK",
+    "STATUS_PRED_EMPTY",
+    "STATUS_REF_EMPTY",
+    "ImageScores",
+    "ScoringError",
+    "border_mask",
+    "border_points",
+    "image_diagonal",
+    "score_image",
+    "worst_row",
+    "worst_rows",
+]

@@ -1,0 +1,128 @@
+"""Launch the in-sandbox supervisor and collect log, events, status and outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+
+from .base import (
+    CappedLog,
+    SandboxRequest,
+    SandboxResult,
+    extract_outputs,
+    kill_tree,
+    read_events,
+    read_log,
+    read_status,
+)
+
+
+def child_env(request: SandboxRequest, event_fd: int) -> dict[str, str]:
+    threads = str(request.limits.threads)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "MALLOC_ARENA_MAX": "2",
+        "PYTHONHASHSEED": "0",
+        "XENOBENCH_EVENT_FD": str(event_fd),
+    }
+    env.update(request.env)
+    return env
+
+
+def run_supervised(
+    outer: Sequence[str],
+    supervisor: Sequence[str],
+    cfg: dict,
+    request: SandboxRequest,
+    *,
+    env: dict[str, str] | None,
+) -> SandboxResult:
+    """`outer` wraps the supervisor (bwrap argv, or nothing); cfg is completed with fds."""
+    ev_r, ev_w = os.pipe()
+    st_r, st_w = os.pipe()
+    tar_r, tar_w = os.pipe()
+    cfg = dict(cfg, status_fd=st_w, tar_fd=tar_w)
+    cfg["env"]["XENOBENCH_EVENT_FD"] = str(ev_w)
+    argv = [*outer, *supervisor, json.dumps(cfg)]
+    limits = request.limits
+    log = CappedLog(limits.max_log_kb * 1024)
+    events: list[dict] = []
+    status: dict = {}
+    outputs: list[str] = []
+    rejected: list[tuple[str, str]] = []
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(ev_w, st_w, tar_w),
+            start_new_session=True,
+            env=env,
+        )
+    finally:
+        for fd in (ev_w, st_w, tar_w):
+            os.close(fd)
+    tar_file = os.fdopen(tar_r, "rb")
+    threads = [
+        read_log(proc.stdout, log),
+        read_events(ev_r, events, request.on_event),
+        read_status(st_r, status),
+    ]
+
+    def copy_out() -> None:
+        with tar_file:
+            extract_outputs(
+                tar_file,
+                request.output_dir,
+                max_file_bytes=limits.max_output_mb * 1024**2,
+                max_total_bytes=cfg["max_total_output"],
+                accept=request.output_names,
+                outputs=outputs,
+                rejected=rejected,
+            )
+
+    copier = threading.Thread(target=copy_out, daemon=True)
+    copier.start()
+    threads.append(copier)
+    outer_deadline = limits.wall_seconds + request.startup_grace_seconds
+    killed = False
+    try:
+        proc.wait(timeout=outer_deadline)
+    except subprocess.TimeoutExpired:
+        killed = True
+    finally:
+        kill_tree(proc)  # nothing may outlive the run, whatever happened
+        proc.wait()
+    for thread in threads:
+        thread.join(timeout=30)
+    proc.stdout.close()
+    elapsed = time.monotonic() - start
+    lost = not status
+    if status.get("skipped"):
+        rejected.extend((str(n), str(r)) for n, r in status["skipped"])
+    return SandboxResult(
+        exit_code=status.get("exit_code") if not lost else proc.returncode,
+        signal=status.get("signal"),
+        timed_out=bool(status.get("timed_out")) or killed,
+        elapsed=elapsed,
+        log=log.text(),
+        events=events,
+        outputs=outputs,
+        rejected=rejected,
+        cpu_seconds=float(status.get("cpu_seconds") or 0.0),
+        max_rss_kb=int(status.get("max_rss_kb") or 0),
+        supervisor_lost=lost,
+        process_limit=bool(status.get("process_limit")),
+    )

@@ -1,0 +1,161 @@
+"""In-sandbox supervisor (stdlib only; runs as a standalone script inside the sandbox).
+
+It starts the untrusted command in its own session with the rlimits, enforces the wall-clock
+limit, kills every leftover process of the sandbox, then streams the regular files found in
+the output directory as a tar to a pipe the trusted side reads (the output directory is a
+size-capped tmpfs that would vanish with the sandbox's mount namespace).
+
+Usage: python -I -S -B _supervisor.py CONFIG_JSON
+"""
+
+import ctypes
+import json
+import os
+import resource
+import select
+import signal
+import stat
+import sys
+import tarfile
+import time
+
+
+def _no_ptrace() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except Exception:  # noqa: BLE001 - hardening only
+        pass
+
+
+def _child(cfg: dict) -> None:
+    try:
+        os.setsid()
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes fail with EFBIG instead
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        for name, value in cfg["rlimits"].items():
+            resource.setrlimit(getattr(resource, name), (value, value))
+        if cfg.get("cwd"):
+            os.chdir(cfg["cwd"])
+        os.execve(cfg["argv"][0], cfg["argv"], cfg.get("env") or dict(os.environ))
+    except BaseException as exc:  # noqa: BLE001
+        os.write(2, f"sandbox: cannot start the command: {exc}\n".encode())
+    os._exit(127)
+
+
+def _kill_all(pid: int, isolated: bool) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    if isolated:  # own pid namespace: everything but us and the namespace init
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _count_processes() -> int:
+    """Processes in this pid namespace besides the namespace init and the supervisor."""
+    return sum(1 for name in os.listdir("/proc") if name.isdigit()) - 2
+
+
+def _wait(pid: int, deadline: float, max_procs: int) -> tuple[int | None, str | None]:
+    """Wait for the child; returns (status, None) or (None, "timeout" | "processes").
+
+    Where RLIMIT_NPROC cannot bite (a worker running as root maps the sandbox user to uid 0,
+    which the kernel exempts), the process count is also watched here.
+    """
+    fd = os.pidfd_open(pid)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None, "timeout"
+            ready, _, _ = select.select([fd], [], [], min(remaining, 0.05))
+            if ready:
+                _, status = os.waitpid(pid, 0)
+                return status, None
+            if max_procs and _count_processes() > max_procs:
+                return None, "processes"
+    finally:
+        os.close(fd)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                break
+        except ChildProcessError:
+            break
+
+
+def _stream_outputs(out_dir: str, fd: int, max_total: int) -> list:
+    skipped = []
+    total = 0
+    with os.fdopen(fd, "wb") as pipe, tarfile.open(fileobj=pipe, mode="w|") as tar:
+        try:
+            entries = sorted(os.listdir(out_dir))
+        except OSError:
+            entries = []
+        for name in entries:
+            full = os.path.join(out_dir, name)
+            try:
+                handle = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                skipped.append([name, "not a regular file"])
+                continue
+            with os.fdopen(handle, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    skipped.append([name, "not a regular file"])
+                    continue
+                if total + st.st_size > max_total:
+                    skipped.append([name, "output size cap reached"])
+                    continue
+                total += st.st_size
+                info = tarfile.TarInfo(name)
+                info.size = st.st_size
+                info.mode = 0o600
+                tar.addfile(info, fh)
+    return skipped
+
+
+def main() -> int:
+    cfg = json.loads(sys.argv[1])
+    _no_ptrace()
+    status_fd, tar_fd = cfg["status_fd"], cfg["tar_fd"]
+    for fd in (status_fd, tar_fd):
+        os.set_inheritable(fd, False)
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        _child(cfg)
+    max_procs = int(cfg["rlimits"].get("RLIMIT_NPROC", 0)) if cfg.get("isolated") else 0
+    status, stopped = _wait(pid, start + float(cfg["wall_seconds"]), max_procs)
+    _kill_all(pid, cfg.get("isolated", False))
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    _reap()
+    elapsed = time.monotonic() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = {
+        "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        "timed_out": stopped == "timeout",
+        "process_limit": stopped == "processes",
+        "elapsed": elapsed,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "max_rss_kb": usage.ru_maxrss,
+    }
+    try:
+        result["skipped"] = _stream_outputs(cfg["output_dir"], tar_fd, cfg["max_total_output"])
+    except OSError as exc:
+        result["skipped"] = [["*", f"copy-out failed: {exc}"]]
+    with os.fdopen(status_fd, "w") as fh:
+        fh.write(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

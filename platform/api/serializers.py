@@ -1,0 +1,81 @@
+from rest_framework import serializers
+
+from challenges.models import Challenge, Phase, Task
+from submissions.models import CaseScore, Submission
+
+
+class PhaseSerializer(serializers.ModelSerializer):
+    task = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    challenge = serializers.CharField(source="task.challenge.slug", read_only=True)
+    is_open = serializers.SerializerMethodField()
+    n_cases = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Phase
+        fields = ["id", "challenge", "task", "slug", "title", "opens_at", "closes_at", "is_open", "visibility",
+                  "published", "submissions_per_day", "submissions_total", "max_concurrent", "wall_seconds",
+                  "memory_mb", "cpu_threads", "gpu", "max_upload_mb", "show_case_results", "show_logs",
+                  "leaderboard_rule", "n_cases"]  # fmt: skip
+
+    def get_is_open(self, obj) -> bool:
+        return obj.is_open()
+
+    def get_n_cases(self, obj) -> int:
+        return len(obj.case_ids)
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    phases = PhaseSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Task
+        fields = ["id", "slug", "title", "description", "source_species", "source_states", "target_species",
+                  "target_states", "label_names", "ignore_index", "preprocessing", "nsd_tolerances",
+                  "primary_metric", "phases"]  # fmt: skip
+
+
+class ChallengeSerializer(serializers.ModelSerializer):
+    tasks = TaskSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Challenge
+        fields = [
+            "id",
+            "slug",
+            "title",
+            "summary",
+            "description",
+            "is_public",
+            "created_at",
+            "tasks",
+        ]
+
+
+class SubmissionSerializer(serializers.ModelSerializer):
+    phase = serializers.PrimaryKeyRelatedField(read_only=True)
+    team = serializers.StringRelatedField()
+    user = serializers.StringRelatedField()
+    progress_percent = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Submission
+        fields = ["id", "phase", "user", "team", "created_at", "method_name", "description", "paper_url",
+                  "original_name", "size_bytes", "sha256", "model_format", "status", "status_reason",
+                  "counts_against_quota", "progress_done", "progress_total", "progress_percent", "started_at",
+                  "finished_at", "n_cases_failed", "chosen", "disqualified"]  # fmt: skip
+        read_only_fields = fields
+
+
+class SubmitSerializer(serializers.Serializer):
+    model = serializers.FileField()
+    method_name = serializers.CharField(
+        max_length=100, required=False, allow_blank=True, default=""
+    )
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    paper_url = serializers.URLField(required=False, allow_blank=True, default="")
+
+
+class CaseScoreSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CaseScore
+        fields = ["case_id", "subject", "species", "tissue_state", "ok", "error", "dsc", "nsd"]

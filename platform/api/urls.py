@@ -1,0 +1,15 @@
+from django.urls import include, path
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from .views import ChallengeViewSet, PhaseViewSet, SubmissionViewSet
+
+router = DefaultRouter()
+router.register("challenges", ChallengeViewSet, basename="api-challenge")
+router.register("phases", PhaseViewSet, basename="api-phase")
+router.register("submissions", SubmissionViewSet, basename="api-submission")
+
+urlpatterns = [
+    path("token/", obtain_auth_token, name="api-token"),
+    path("", include(router.urls)),
+]

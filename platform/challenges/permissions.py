@@ -1,0 +1,67 @@
+"""Object-level permission rules, in one place for pages, API and exports alike.
+
+Roles: reader (anonymous), participant (registered), team member, organizer of this
+challenge, staff. Hidden phases, team-only results and per-case results never leak."""
+
+from __future__ import annotations
+
+from .models import Challenge, Membership, Phase, Registration
+
+
+def is_organizer(user, challenge: Challenge) -> bool:
+    return challenge.is_organizer(user)
+
+
+def can_view_challenge(user, challenge: Challenge) -> bool:
+    if challenge.is_public or is_organizer(user, challenge):
+        return True
+    return bool(
+        user.is_authenticated
+        and Registration.objects.filter(challenge=challenge, user=user).exists()
+    )
+
+
+def is_participant(user, challenge: Challenge) -> bool:
+    return bool(
+        user.is_authenticated
+        and Registration.objects.filter(challenge=challenge, user=user).exists()
+    )
+
+
+def can_view_leaderboard(user, phase: Phase) -> bool:
+    """Everyone's ranked results: public phases, or hidden phases once published."""
+    if not can_view_challenge(user, phase.challenge):
+        return False
+    return phase.results_public() or is_organizer(user, phase.challenge)
+
+
+def owns(user, sub) -> bool:
+    if not user.is_authenticated:
+        return False
+    if sub.user_id == user.pk:
+        return True
+    return bool(sub.team_id and Membership.objects.filter(team_id=sub.team_id, user=user).exists())
+
+
+def can_view_submission(user, sub) -> bool:
+    return owns(user, sub) or is_organizer(user, sub.phase.challenge)
+
+
+def can_view_scores(user, sub) -> bool:
+    """Aggregate scores of one submission. Owners see theirs unless the phase is hidden and
+    unpublished (a hidden test phase must not become a probe of the test set)."""
+    if is_organizer(user, sub.phase.challenge):
+        return True
+    if owns(user, sub):
+        return sub.phase.visibility != "hidden" or sub.phase.published
+    return can_view_leaderboard(user, sub.phase) and not sub.disqualified
+
+
+def can_view_case_results(user, sub) -> bool:
+    if is_organizer(user, sub.phase.challenge):
+        return True
+    return owns(user, sub) and sub.phase.show_case_results and can_view_scores(user, sub)
+
+
+def can_view_logs(user, sub) -> bool:
+    return is_organizer(user, sub.phase.challenge) or (owns(user, sub) and sub.phase.show_logs)

@@ -1,0 +1,148 @@
+"""Reader and participant pages of challenges, tasks and phases (thin: logic in services)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from submissions.services import (
+    SubmissionRefused,
+    add_member,
+    create_team,
+    join_challenge,
+    quota_for,
+    team_of,
+)
+
+from .models import Challenge, Phase, Task
+from .permissions import can_view_challenge, can_view_leaderboard, is_organizer, is_participant
+
+
+def visible_challenges(user):
+    qs = Challenge.objects.prefetch_related("tasks")
+    if user.is_staff:
+        return qs
+    if user.is_authenticated:
+        from django.db.models import Q
+
+        return qs.filter(
+            Q(is_public=True) | Q(organizers=user) | Q(registrations__user=user)
+        ).distinct()
+    return qs.filter(is_public=True)
+
+
+def home(request):
+    page = Paginator(visible_challenges(request.user), 20).get_page(request.GET.get("page"))
+    return render(request, "challenges/home.html", {"page": page})
+
+
+def get_challenge(request, slug: str) -> Challenge:
+    challenge = get_object_or_404(Challenge, slug=slug)
+    if not can_view_challenge(request.user, challenge):
+        raise Http404("No such challenge")  # private challenges do not reveal they exist
+    return challenge
+
+
+def challenge_detail(request, slug: str):
+    challenge = get_challenge(request, slug)
+    user = request.user
+    ctx = {
+        "challenge": challenge,
+        "tasks": challenge.tasks.prefetch_related("phases"),
+        "participant": is_participant(user, challenge),
+        "organizer": is_organizer(user, challenge),
+        "team": team_of(user, challenge) if user.is_authenticated else None,
+    }
+    return render(request, "challenges/challenge_detail.html", ctx)
+
+
+@login_required
+@require_POST
+def join(request, slug: str):
+    challenge = get_challenge(request, slug)
+    if request.POST.get("accept_terms") != "on":
+        messages.error(request, "Please accept the terms to join.")
+    else:
+        join_challenge(challenge, request.user)
+        messages.success(request, f"You joined {challenge.title}.")
+    return redirect(challenge)
+
+
+@login_required
+@require_POST
+def team(request, slug: str):
+    from accounts.models import User
+
+    challenge = get_challenge(request, slug)
+    try:
+        if request.POST.get("action") == "create":
+            join_challenge(challenge, request.user)
+            t = create_team(
+                challenge,
+                request.user,
+                request.POST.get("name", "").strip()[:100] or request.user.username,
+            )
+            messages.success(request, f"Team {t.name} created.")
+        elif request.POST.get("action") == "add":
+            t = team_of(request.user, challenge)
+            if t is None:
+                raise SubmissionRefused("create a team first")
+            new = User.objects.filter(username=request.POST.get("username", "")).first()
+            if new is None:
+                raise SubmissionRefused("no user with that name")
+            join_challenge(challenge, new)
+            add_member(t, request.user, new)
+            messages.success(request, f"{new.username} joined {t.name}.")
+    except SubmissionRefused as exc:
+        messages.error(request, str(exc))
+    return redirect(challenge)
+
+
+def task_detail(request, slug: str, task: str):
+    challenge = get_challenge(request, slug)
+    t = get_object_or_404(Task, challenge=challenge, slug=task)
+    return render(
+        request,
+        "challenges/task_detail.html",
+        {"challenge": challenge, "task": t, "phases": t.phases.all()},
+    )
+
+
+def get_phase(request, slug: str, task: str, phase: str) -> Phase:
+    challenge = get_challenge(request, slug)
+    return get_object_or_404(
+        Phase.objects.select_related("task__challenge"),
+        task__challenge=challenge,
+        task__slug=task,
+        slug=phase,
+    )
+
+
+def phase_detail(request, slug: str, task: str, phase: str):
+    from leaderboards.services import current_snapshot
+    from leaderboards.views import leaderboard_context
+
+    p = get_phase(request, slug, task, phase)
+    user = request.user
+    ctx = {
+        "phase": p,
+        "task": p.task,
+        "challenge": p.challenge,
+        "organizer": is_organizer(user, p.challenge),
+    }
+    from leaderboards.views import can_see_some_rows
+
+    ctx["can_see_leaderboard"] = can_see_some_rows(user, p)
+    ctx["full_leaderboard"] = can_view_leaderboard(user, p)
+    if ctx["can_see_leaderboard"]:
+        ctx.update(leaderboard_context(request, p, current_snapshot(p)))
+    if user.is_authenticated and is_participant(user, p.challenge):
+        from submissions.services import owner_submissions
+
+        ctx["quota"] = quota_for(p, user)
+        ctx["my_submissions"] = owner_submissions(p, user)[:20]
+    return render(request, "challenges/phase_detail.html", ctx)

@@ -1,0 +1,246 @@
+"""Participant and organizer actions on submissions: quota, upload, cancel, rerun, disqualify.
+
+Views and the REST API are thin wrappers around these functions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from challenges.models import Membership, Phase, Registration, Team, audit
+
+from .models import ACTIVE, Status, Submission
+from .storage import UploadError, discard, store_upload
+
+
+class SubmissionRefused(ValueError):
+    """The submission was not accepted; the message says why and what to do."""
+
+
+@dataclass
+class Quota:
+    used_today: int
+    per_day: int
+    used_total: int
+    total: int
+    running: int
+    max_concurrent: int
+    resets_at: object
+
+    @property
+    def remaining_today(self) -> int:
+        return max(0, min(self.per_day - self.used_today, self.total - self.used_total))
+
+    @property
+    def remaining_total(self) -> int:
+        return max(0, self.total - self.used_total)
+
+    def as_dict(self) -> dict:
+        return {
+            "used_today": self.used_today,
+            "per_day": self.per_day,
+            "remaining_today": self.remaining_today,
+            "used_total": self.used_total,
+            "total": self.total,
+            "remaining_total": self.remaining_total,
+            "running": self.running,
+            "max_concurrent": self.max_concurrent,
+            "resets_at": self.resets_at.isoformat(),
+        }
+
+
+def team_of(user, challenge) -> Team | None:
+    m = Membership.objects.filter(user=user, challenge=challenge).select_related("team").first()
+    return m.team if m else None
+
+
+def owner_submissions(phase: Phase, user):
+    """Submissions that share a quota with this user's: the whole team's, or the user's own."""
+    team = team_of(user, phase.challenge)
+    qs = Submission.objects.filter(phase=phase)
+    return qs.filter(team=team) if team else qs.filter(user=user, team__isnull=True)
+
+
+def quota_for(phase: Phase, user, now=None) -> Quota:
+    now = now or timezone.now()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    charged = owner_submissions(phase, user).filter(counts_against_quota=True)
+    return Quota(
+        used_today=charged.filter(created_at__gte=day_start).count(),
+        per_day=phase.submissions_per_day,
+        used_total=charged.count(),
+        total=phase.submissions_total,
+        running=owner_submissions(phase, user).filter(status__in=ACTIVE).count(),
+        max_concurrent=phase.max_concurrent,
+        resets_at=day_start + timedelta(days=1),
+    )
+
+
+def check_can_submit(phase: Phase, user) -> None:
+    challenge = phase.challenge
+    if not user.is_authenticated:
+        raise SubmissionRefused("log in to submit")
+    if not Registration.objects.filter(challenge=challenge, user=user).exists():
+        raise SubmissionRefused(
+            "accept the challenge's terms (join the challenge) before submitting"
+        )
+    now = timezone.now()
+    if now < phase.opens_at:
+        raise SubmissionRefused(f"this phase opens at {phase.opens_at:%Y-%m-%d %H:%M} UTC")
+    if phase.closes_at and now >= phase.closes_at:
+        raise SubmissionRefused(f"this phase closed at {phase.closes_at:%Y-%m-%d %H:%M} UTC")
+    if phase.test_dataset_id is None or not phase.case_ids:
+        raise SubmissionRefused("this phase has no test data yet; the organizers have been told")
+    q = quota_for(phase, user, now)
+    if q.used_total >= q.total:
+        raise SubmissionRefused(f"you have used all {q.total} submissions of this phase")
+    if q.used_today >= q.per_day:
+        raise SubmissionRefused(
+            f"you have used today's {q.per_day} submissions; the next one is possible after "
+            f"{q.resets_at:%Y-%m-%d %H:%M} UTC"
+        )
+    if q.running >= q.max_concurrent:
+        raise SubmissionRefused(
+            f"{q.running} of your submissions are still being evaluated (limit {q.max_concurrent})"
+        )
+
+
+def join_challenge(challenge, user) -> Registration:
+    reg, _ = Registration.objects.get_or_create(challenge=challenge, user=user)
+    return reg
+
+
+def create_team(challenge, user, name: str) -> Team:
+    if team_of(user, challenge):
+        raise SubmissionRefused("you are already in a team of this challenge")
+    with transaction.atomic():
+        team, created = Team.objects.get_or_create(challenge=challenge, name=name)
+        if not created:
+            raise SubmissionRefused(
+                f"a team called {name!r} exists already; ask its members to add you"
+            )
+        Membership.objects.create(team=team, user=user, challenge=challenge)
+    return team
+
+
+def add_member(team: Team, by_user, new_user) -> None:
+    if not team.members.filter(pk=by_user.pk).exists() and not team.challenge.is_organizer(by_user):
+        raise SubmissionRefused("only team members can add people to a team")
+    if team_of(new_user, team.challenge):
+        raise SubmissionRefused(f"{new_user} is already in a team of this challenge")
+    Membership.objects.create(team=team, user=new_user, challenge=team.challenge)
+
+
+def submit(
+    phase: Phase,
+    user,
+    chunks: Iterable[bytes],
+    *,
+    original_name: str,
+    method_name: str,
+    description: str = "",
+    paper_url: str = "",
+) -> Submission:
+    """Store the upload, sniff its format (never load it) and queue the evaluation."""
+    from evaluator.modelformats import ModelFormatError, inspect_model
+
+    check_can_submit(phase, user)
+    try:
+        path, size, sha = store_upload(chunks, original_name, phase.max_upload_mb * 2**20)
+    except UploadError as exc:
+        raise SubmissionRefused(str(exc)) from exc
+    try:
+        info = inspect_model(path)
+    except ModelFormatError as exc:
+        discard(path)
+        raise SubmissionRefused(f"{original_name}: {exc}") from exc
+    with transaction.atomic():
+        # Serialise quota checks of concurrent uploads (row lock on PostgreSQL; SQLite's
+        # IMMEDIATE transactions serialise writers anyway).
+        Phase.objects.select_for_update().get(pk=phase.pk)
+        try:
+            check_can_submit(phase, user)
+        except SubmissionRefused:
+            discard(path)
+            raise
+        sub = Submission.objects.create(
+            phase=phase,
+            user=user,
+            team=team_of(user, phase.challenge),
+            method_name=method_name.strip()[:100] or Path(original_name).stem[:100],
+            description=description,
+            paper_url=paper_url,
+            model_path=str(path),
+            original_name=Path(original_name).name[:255],
+            size_bytes=size,
+            sha256=sha,
+            model_format=info.format,
+            progress_total=len(phase.case_ids),
+        )
+        transaction.on_commit(lambda: enqueue_evaluation(sub.pk, sub.attempt))
+    return sub
+
+
+def enqueue_evaluation(submission_id: int, attempt: int) -> None:
+    from .tasks import evaluate_submission
+
+    evaluate_submission.apply_async(args=[submission_id, attempt], queue="evaluation")
+
+
+def cancel(sub: Submission, actor) -> Submission:
+    with transaction.atomic():
+        sub = Submission.objects.select_for_update().get(pk=sub.pk)
+        if sub.is_final:
+            raise SubmissionRefused(f"submission #{sub.pk} has already {sub.status}")
+        sub.status = Status.CANCELLED
+        sub.status_reason = "cancelled (not counted against the quota)"
+        sub.counts_against_quota = False
+        sub.finished_at = timezone.now()
+        sub.save()
+        sub.chunks.exclude(status="done").update(status="cancelled")
+        audit(actor, "cancel", sub)
+    return sub
+
+
+def rerun(sub: Submission, actor, reason: str = "rerun by organizer") -> Submission:
+    """Evaluate again from scratch (new attempt); old results are replaced, quota unchanged."""
+    with transaction.atomic():
+        sub = Submission.objects.select_for_update().get(pk=sub.pk)
+        sub.attempt += 1
+        sub.status = Status.QUEUED
+        sub.status_reason = reason
+        sub.failure_kind = sub.internal_error = ""
+        sub.progress_done = 0
+        sub.progress_total = len(sub.phase.case_ids)
+        sub.started_at = sub.finished_at = None
+        sub.n_cases_failed = 0
+        sub.save()
+        sub.chunks.all().delete()
+        sub.case_scores.all().delete()
+        sub.label_scores.all().delete()
+        audit(actor, "rerun", sub, attempt=sub.attempt)
+        attempt = sub.attempt
+        transaction.on_commit(lambda: enqueue_evaluation(sub.pk, attempt))
+    return sub
+
+
+def rerun_phase(phase: Phase, actor) -> int:
+    subs = list(phase.submissions.exclude(status=Status.CANCELLED))
+    for s in subs:
+        rerun(s, actor, reason="phase re-evaluated by organizer")
+    audit(actor, "rerun_phase", phase, submissions=len(subs))
+    return len(subs)
+
+
+def set_disqualified(sub: Submission, actor, disqualified: bool = True, reason: str = "") -> None:
+    from leaderboards.tasks import schedule_ranking
+
+    sub.disqualified = disqualified
+    sub.save(update_fields=["disqualified"])
+    audit(actor, "disqualify" if disqualified else "requalify", sub, reason=reason)
+    schedule_ranking(sub.phase_id)

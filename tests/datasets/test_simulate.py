@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datasets.cube_io import read_cube
+from datasets.manifest import load_manifest, subject_of, validate_dataset
+from datasets.optics import TissueParams, reflectance
+from datasets.simulate import (
+    ORGANS,
+    _sub_seed,
+    draw_subject,
+    main,
+    simulate_dataset,
+    simulate_image,
+)
+from datasets.spectral import WAVELENGTHS_NM, channel_of, l1_normalize
+from datasets.splits import read_data_spec, validate_folds
+
+KIDNEY = 6
+
+
+class LDA:
+    """Linear discriminant with shrinkage: the "simple spectral classifier" of the tests."""
+
+    def fit(self, x: np.ndarray, y: np.ndarray, shrink: float = 0.1) -> LDA:
+        self.classes = np.unique(y)
+        means = np.stack([x[y == c].mean(0) for c in self.classes])
+        xc = x - means[np.searchsorted(self.classes, y)]
+        cov = xc.T @ xc / len(x)
+        cov = (1 - shrink) * cov + shrink * np.trace(cov) / len(cov) * np.eye(len(cov))
+        self.w = means @ np.linalg.inv(cov)
+        self.b = -0.5 * np.sum(self.w * means, axis=1)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.classes[np.argmax(x @ self.w.T + self.b, axis=1)]
+
+
+@lru_cache(maxsize=32)
+def pixels(
+    species: str,
+    state: str,
+    n_images: int,
+    seed: int,
+    organs: tuple[str, ...] | None = None,
+    phase: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """L1-normalised labelled pixels of ``n_images`` 32 x 40 images (cached: reused by tests)."""
+    xs, ys = [], []
+    for i in range(n_images):
+        subject = draw_subject(_sub_seed(seed, species, i // 2, "subject"))
+        img = simulate_image(
+            species, state, 32, 40, _sub_seed(seed, species, i), subject, organs, phase
+        )
+        keep = img.labels != 255
+        xs.append(l1_normalize(img.cube[keep]))
+        ys.append(img.labels[keep])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_image_is_deterministic_and_plausible() -> None:
+    a = simulate_image("pig", "malperfused", 24, 30, seed=5)
+    b = simulate_image("pig", "malperfused", 24, 30, seed=5)
+    c = simulate_image("pig", "malperfused", 24, 30, seed=6)
+    np.testing.assert_array_equal(a.cube, b.cube)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert not np.array_equal(a.cube, c.cube)
+    assert a.cube.shape == (24, 30, 100) and a.cube.dtype == np.float32
+    assert a.labels.dtype == np.uint8
+    assert np.isfinite(a.cube).all() and a.cube.min() >= 0 and a.cube.max() < 3
+    assert a.meta["clamped"] and a.meta["phase_type"] in ("ischemia", "stasis")
+    assert "kidney" in a.meta["labels_present"]
+    assert set(np.unique(a.labels)) <= set(range(12)) | {255}
+
+
+@pytest.mark.parametrize("size", [(4, 4), (17, 23), (32, 40), (64, 80)])
+def test_any_small_size(size: tuple[int, int]) -> None:
+    img = simulate_image("human", "icg", *size, seed=1)
+    assert img.cube.shape == (*size, 100) and img.labels.shape == size
+    assert img.meta["icg_seconds"] > 0
+
+
+def test_rejects_unknown_inputs() -> None:
+    with pytest.raises(ValueError):
+        simulate_image("mouse")
+    with pytest.raises(ValueError):
+        simulate_image("pig", "sick", 8, 8)
+    with pytest.raises(ValueError):
+        simulate_image("pig", organs=["heart"], height=8, width=8)
+
+
+def test_physics_hemoglobin_and_icg_features() -> None:
+    oxy = reflectance(TissueParams(0.08, 0.95, 0.75, 0.02, 20, 1.0))
+    deoxy = reflectance(TissueParams(0.08, 0.05, 0.75, 0.02, 20, 1.0))
+    icg = reflectance(TissueParams(0.08, 0.95, 0.75, 0.02, 20, 1.0, icg=30))
+    # Deoxy-Hb absorbs at 760 nm; oxy-Hb has its double peak (dips in R) at 540/575 nm.
+    assert deoxy[channel_of(760)] < oxy[channel_of(760)]
+    assert (
+        oxy[channel_of(560)] > oxy[channel_of(540)] and oxy[channel_of(560)] > oxy[channel_of(575)]
+    )
+    assert np.argmin(icg / oxy) in range(channel_of(780), channel_of(830))
+    assert WAVELENGTHS_NM.shape == oxy.shape
+
+
+def test_dataset_is_valid_deterministic_and_split(tiny_dataset: Path, tmp_path: Path) -> None:
+    assert validate_dataset(tiny_dataset) == []
+    man = load_manifest(tiny_dataset)
+    assert len(man) == (2 + 2 + 3) * 3
+    assert set(man.table["species"]) == {"pig", "rat", "human"}
+    assert set(man.table["tissue_state"]) == {"physiological", "malperfused", "icg"}
+    assert man.image_names[0].startswith("P001#")
+    assert any(n.startswith("SPACE_000003#") for n in man.image_names)
+    folds = read_data_spec(tiny_dataset / "splits.json")
+    assert folds and validate_folds(folds, known_images=man.image_names) == []
+    again = simulate_dataset(
+        tmp_path / "again",
+        subjects_per_species={"pig": 2, "rat": 2, "human": 3},
+        images_per_subject=3,
+        tissue_states=("physiological", "malperfused", "icg"),
+        height=16,
+        width=20,
+        seed=7,
+        progress=False,
+    )
+    assert (again / "manifest.csv").read_bytes() == (tiny_dataset / "manifest.csv").read_bytes()
+    assert (again / "splits.json").read_bytes() == (tiny_dataset / "splits.json").read_bytes()
+    name = man.image_names[-1]
+    np.testing.assert_array_equal(
+        read_cube(again / man.row(name)["cube_path"]), man.read_cube(name)
+    )
+
+
+def test_cli_writes_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    args = ["--out", str(out), "--size", "8x10", "--subjects", "pig=1,human=2", "--species",
+            "pig,human", "--images-per-subject", "2", "--format", "npy", "--dtype", "float32",
+            "--seed", "3", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    man = load_manifest(out)
+    assert len(man) == 6 and {subject_of(n) for n in man.image_names} == {
+        "P001", "SPACE_000001", "SPACE_000002"
+    }  # fmt: skip
+    assert man.read_cube(man.image_names[0]).dtype == np.float32
+    assert validate_dataset(out) == []
+    assert "wrote" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--out", str(out), "--size", "big"])
+
+
+def test_fact_naive_cross_species_transfer_fails() -> None:
+    """Training on pig physiological pixels loses >= 30% relative accuracy on human pixels."""
+    x_h, y_h = pixels("human", "physiological", 30, seed=1)
+    x_test, y_test = pixels("human", "physiological", 30, seed=2)
+    x_p, y_p = pixels("pig", "physiological", 30, seed=3)
+    human_to_human = (LDA().fit(x_h, y_h).predict(x_test) == y_test).mean()
+    pig_to_human = (LDA().fit(x_p, y_p).predict(x_test) == y_test).mean()
+    assert human_to_human > 0.75
+    assert pig_to_human <= 0.7 * human_to_human, (human_to_human, pig_to_human)
+
+
+def test_fact_relative_kidney_malperfusion_change_transfers() -> None:
+    """Mean L1 spectra change alike under kidney clamping in every species (corr > 0.9)."""
+    diffs = {}
+    for species in ("pig", "rat", "human"):
+        x0, y0 = pixels(species, "physiological", 6, seed=4, organs=("kidney",))
+        x1, y1 = pixels(species, "malperfused", 6, seed=5, organs=("kidney",), phase="ischemia")
+        diffs[species] = x1[y1 == KIDNEY].mean(0) - x0[y0 == KIDNEY].mean(0)
+    for a, b in (("pig", "human"), ("rat", "human"), ("pig", "rat")):
+        assert np.corrcoef(diffs[a], diffs[b])[0, 1] > 0.9, (a, b)
+
+
+def test_physiological_model_misses_malperfused_kidney_and_icg() -> None:
+    """The story of the demo: a human-physiological model fails on pathological tissue."""
+    x, y = pixels("human", "physiological", 30, seed=1)
+    clf = LDA().fit(x, y)
+    x_p, y_p = pixels("human", "physiological", 12, seed=6, organs=("kidney", "liver"))
+    x_m, y_m = pixels("human", "malperfused", 12, seed=6, organs=("kidney", "liver"))
+    acc_phys = (clf.predict(x_p[y_p == KIDNEY]) == KIDNEY).mean()
+    acc_malp = (clf.predict(x_m[y_m == KIDNEY]) == KIDNEY).mean()
+    assert acc_phys > 0.7 and acc_malp < acc_phys - 0.3, (acc_phys, acc_malp)
+    x_i, y_i = pixels("human", "icg", 12, seed=7, organs=tuple(ORGANS[:4]))
+    x_n, y_n = pixels("human", "physiological", 12, seed=7, organs=tuple(ORGANS[:4]))
+    assert (clf.predict(x_i) == y_i).mean() < (clf.predict(x_n) == y_n).mean() - 0.2
