@@ -58,7 +58,8 @@ def train_model(
     """Train a :class:`~baselines.model.MiniUNet` on (cube, labels) pairs; returns it in eval
     mode on the CPU.
 
-    One epoch visits every image once (shuffled), as one random ``crop_size`` square crop
+    Adam with cosine learning-rate decay. One epoch visits every image once (shuffled), as one
+    random ``crop_size`` square crop
     (``None``: whole images, which then must share a shape). With ``augment_transforms``
     (label -> [n_pairs, C, C + 1]) every crop gets physiology-based augmentation of
     ``target_labels`` with probability ``physiology_p`` before flips/rotations.
@@ -90,6 +91,10 @@ def train_model(
         criterion = SegmentationLoss(ignore_index=ignore_index)
         steps_per_epoch = math.ceil(len(images) / batch_size)
         total = epochs * steps_per_epoch
+        # Cosine decay to 5 % of lr: short schedules end noisy without it.
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s / total, 1)))
+        )
         step, running = 0, float("nan")
         for _epoch in range(epochs):
             order = rng.permutation(len(images))
@@ -113,6 +118,7 @@ def train_model(
                 loss = criterion(model(x), y)
                 loss.backward()
                 optimizer.step()
+                schedule.step()
                 value = float(loss.detach())
                 running = value if math.isnan(running) else 0.9 * running + 0.1 * value
                 step += 1

@@ -7,6 +7,7 @@ back are JSON progress lines and .npy label maps, which are validated here befor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -148,11 +149,15 @@ def run_inference(
     progress: Progress | None = None,
     channels: int | None = None,
     production: bool = False,
+    prefetch: bool = True,
 ) -> InferenceResult:
     """Run the model over `<cubes_dir>/<case_id>.npy`, writing `<output_dir>/<case_id>.npy`.
 
     Every output is validated (shape == the cube's H x W, uint8, classes < num_classes,
     size cap, a plain .npy); failing outputs are per-case errors, never exceptions.
+    Re-running is idempotent: a failed case leaves no stale output behind. Raises only for
+    platform-side problems: ValueError for bad case ids, OSError/ValueError for a missing or
+    malformed cube.
     """
     start = time.monotonic()
     cubes = Path(cubes_dir)
@@ -185,6 +190,7 @@ def run_inference(
                     "output_dir": "/output",
                     "batch_size": batch_size,
                     "channels": channels,
+                    "prefetch": prefetch,
                 }
                 result = _run_harness(
                     info, job, staging, cubes, case_ids, num_classes, preprocessing, limits,
@@ -448,6 +454,10 @@ def _collect(
             continue
         os.replace(src, out / name)
         cases[case_id] = CaseResult(case_id, True)
+    for case_id, case in cases.items():
+        if not case.ok:  # a rerun must not leave an earlier run's map looking like a result
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(out / f"{case_id}.npy")
     return cases
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -105,52 +106,101 @@ def _validate(job: dict, runner, events: Events) -> int:
 
 
 def _infer(job: dict, runner, events: Events) -> int:
+    """Run every case; the next batch is read and preprocessed on a helper thread while the
+    model runs (numpy releases the GIL), unless job["prefetch"] is false."""
     case_ids = list(job["case_ids"])
     total = len(case_ids)
-    batch_size = max(1, int(job.get("batch_size", 1)))
-    cubes_dir, out_dir = job["cubes_dir"], job["output_dir"]
-    channels = job.get("channels")
+    method = job.get("preprocessing", "l1")
+    out_dir = job["output_dir"]
+    groups = _groups(case_ids, max(1, int(job.get("batch_size", 1))), job["cubes_dir"],
+                     job.get("channels"))  # fmt: skip
+
+    def produce():
+        try:
+            good, bad = next(groups)
+        except StopIteration:
+            return None
+        batch, error = None, None
+        if good:
+            try:
+                batch = _prepare(good, method)
+            except BaseException as exc:  # noqa: BLE001
+                error = classify(exc)
+        return good, bad, batch, error
+
     done = 0
-    i = 0
-    while i < total:
-        group: list[tuple[str, np.ndarray]] = []
-        while i < total and len(group) < batch_size:
+    pool = ThreadPoolExecutor(1) if job.get("prefetch", True) else None
+    try:
+        future = pool.submit(produce) if pool else None
+        while True:
+            item = future.result() if future is not None else produce()
+            if item is None:
+                break
+            if pool:
+                future = pool.submit(produce)
+            good, bad, batch, error = item
+            for case_id, exc in bad:
+                done += 1
+                events.emit(event="case", case_id=case_id, index=done, total=total,
+                            status="error", kind=exc.kind, message=exc.message)  # fmt: skip
+            if not good:
+                continue
+            t_batch = time.monotonic()
+            if error is None:
+                try:
+                    labels, _ = runner(batch)
+                except HarnessError as exc:
+                    error = (exc.kind, exc.message)
+                except BaseException as exc:  # noqa: BLE001
+                    error = classify(exc)
+            del batch
+            for k, (case_id, _) in enumerate(good):
+                done += 1
+                if error is None:
+                    error_k = _write(os.path.join(out_dir, case_id + ".npy"), labels[k])
+                else:
+                    error_k = error
+                kind, message = error_k if error_k else (None, None)
+                events.emit(event="case", case_id=case_id, index=done, total=total,
+                            status="ok" if error_k is None else "error", kind=kind,
+                            message=message,
+                            seconds=(time.monotonic() - t_batch) / len(good))  # fmt: skip
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return 0
+
+
+def _groups(case_ids: list[str], batch_size: int, cubes_dir: str, channels):
+    """Yield (cases to run together, cases that could not be read); a batch holds cubes of
+    one shape only."""
+    i, total = 0, len(case_ids)
+    carry = None
+    while i < total or carry is not None:
+        good: list[tuple[str, np.ndarray]] = []
+        bad: list[tuple[str, HarnessError]] = []
+        if carry is not None:
+            good.append(carry)
+            carry = None
+        while i < total and len(good) < batch_size:
             case_id = case_ids[i]
             i += 1
             try:
                 cube = _read_cube(os.path.join(cubes_dir, case_id + ".npy"), channels)
             except HarnessError as exc:
-                done += 1
-                events.emit(event="case", case_id=case_id, index=done, total=total,
-                            status="error", kind=exc.kind, message=exc.message)  # fmt: skip
+                bad.append((case_id, exc))
                 continue
-            if group and group[0][1].shape != cube.shape:
-                i -= 1  # different size: run what we have, start a new batch with this one
+            if good and good[0][1].shape != cube.shape:
+                carry = (case_id, cube)
                 break
-            group.append((case_id, cube))
-        if not group:
-            continue
-        t_batch = time.monotonic()
-        try:
-            batch = np.stack([preprocess(c, job.get("preprocessing", "l1")) for _, c in group])
-            labels, _ = runner(batch)
-            error = None
-        except HarnessError as exc:
-            error = (exc.kind, exc.message)
-        except BaseException as exc:  # noqa: BLE001
-            error = classify(exc)
-        for k, (case_id, _) in enumerate(group):
-            done += 1
-            if error is None:
-                error_k = _write(os.path.join(out_dir, case_id + ".npy"), labels[k])
-            else:
-                error_k = error
-            status = "ok" if error_k is None else "error"
-            kind, message = error_k if error_k else (None, None)
-            events.emit(event="case", case_id=case_id, index=done, total=total, status=status,
-                        kind=kind, message=message,
-                        seconds=(time.monotonic() - t_batch) / len(group))  # fmt: skip
-    return 0
+            good.append((case_id, cube))
+        yield good, bad
+
+
+def _prepare(group: list[tuple[str, np.ndarray]], method: str) -> np.ndarray:
+    if len(group) == 1:
+        return preprocess(group[0][1], method)[None]
+    return np.stack([preprocess(cube, method) for _, cube in group])
 
 
 def _read_cube(path: str, channels) -> np.ndarray:

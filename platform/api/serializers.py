@@ -79,3 +79,60 @@ class CaseScoreSerializer(serializers.ModelSerializer):
     class Meta:
         model = CaseScore
         fields = ["case_id", "subject", "species", "tissue_state", "ok", "error", "dsc", "nsd"]
+
+
+class SubmissionDetailSerializer(SubmissionSerializer):
+    """Schema of one submission: scores and log only where the phase shows them."""
+
+    mean_dsc = serializers.FloatField(required=False, allow_null=True)
+    mean_nsd = serializers.FloatField(required=False, allow_null=True)
+    log = serializers.CharField(required=False)
+    case_results_available = serializers.BooleanField()
+
+    class Meta(SubmissionSerializer.Meta):
+        fields = SubmissionSerializer.Meta.fields + [
+            "mean_dsc",
+            "mean_nsd",
+            "log",
+            "case_results_available",
+        ]
+        read_only_fields = fields
+
+
+class QuotaSerializer(serializers.Serializer):
+    used_today = serializers.IntegerField()
+    per_day = serializers.IntegerField()
+    remaining_today = serializers.IntegerField()
+    used_total = serializers.IntegerField()
+    total = serializers.IntegerField()
+    remaining_total = serializers.IntegerField()
+    running = serializers.IntegerField()
+    max_concurrent = serializers.IntegerField()
+    resets_at = serializers.DateTimeField()
+    can_submit = serializers.BooleanField()
+    reason = serializers.CharField(help_text="Why a submission would be refused now, if it would.")
+
+
+class LeaderboardRowSerializer(serializers.Serializer):
+    rank = serializers.IntegerField(allow_null=True)
+    tier = serializers.IntegerField(allow_null=True)
+    team = serializers.CharField()
+    method = serializers.CharField()
+    dsc = serializers.FloatField(allow_null=True)
+    dsc_ci_low = serializers.FloatField(allow_null=True)
+    dsc_ci_high = serializers.FloatField(allow_null=True)
+    nsd = serializers.FloatField(allow_null=True)
+    nsd_ci_low = serializers.FloatField(allow_null=True)
+    nsd_ci_high = serializers.FloatField(allow_null=True)
+    rank_interval_low = serializers.IntegerField(allow_null=True)
+    rank_interval_high = serializers.IntegerField(allow_null=True)
+    n_cases = serializers.IntegerField()
+    n_failed = serializers.IntegerField()
+    submitted = serializers.DateTimeField()
+    submission_id = serializers.IntegerField()
+
+
+class LeaderboardSerializer(serializers.Serializer):
+    version = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField(allow_null=True)
+    rows = LeaderboardRowSerializer(many=True)

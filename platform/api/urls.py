@@ -1,8 +1,7 @@
 from django.urls import include, path
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from .views import ChallengeViewSet, PhaseViewSet, SubmissionViewSet
+from .views import ChallengeViewSet, PhaseViewSet, SubmissionViewSet, TokenView
 
 router = DefaultRouter()
 router.register("challenges", ChallengeViewSet, basename="api-challenge")
@@ -10,6 +9,6 @@ router.register("phases", PhaseViewSet, basename="api-phase")
 router.register("submissions", SubmissionViewSet, basename="api-submission")
 
 urlpatterns = [
-    path("token/", obtain_auth_token, name="api-token"),
+    path("token/", TokenView.as_view(), name="api-token"),
     path("", include(router.urls)),
 ]

@@ -84,6 +84,11 @@ class Task(models.Model):
         max_length=20, default="l1", choices=[("l1", "L1 per pixel"), ("none", "none")]
     )
     nsd_tolerances = models.JSONField(default=list, help_text="Per class, in pixels.")
+    scored_labels = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Classes that are scored (e.g. only kidney); empty: all classes.",
+    )
     primary_metric = models.CharField(max_length=10, default="dsc")
     ranking_settings = models.JSONField(
         default=dict, blank=True, help_text="n_bootstrap, alpha, seed"

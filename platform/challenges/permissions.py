@@ -47,20 +47,39 @@ def can_view_submission(user, sub) -> bool:
     return owns(user, sub) or is_organizer(user, sub.phase.challenge)
 
 
+def is_ranked(sub) -> bool:
+    """On the phase's current leaderboard (a team's other submissions are not public)."""
+    from leaderboards.models import RankingSnapshot
+
+    ids = (
+        RankingSnapshot.objects.filter(phase_id=sub.phase_id)
+        .order_by("-version")
+        .values_list("submission_ids", flat=True)
+        .first()
+    )
+    return bool(ids) and sub.pk in ids
+
+
 def can_view_scores(user, sub) -> bool:
     """Aggregate scores of one submission. Owners see theirs unless the phase is hidden and
-    unpublished (a hidden test phase must not become a probe of the test set)."""
+    unpublished (a hidden test phase must not become a probe of the test set); everyone else
+    only the submissions that represent a team on a leaderboard they may read."""
     if is_organizer(user, sub.phase.challenge):
         return True
     if owns(user, sub):
         return sub.phase.visibility != "hidden" or sub.phase.published
-    return can_view_leaderboard(user, sub.phase) and not sub.disqualified
+    return can_view_leaderboard(user, sub.phase) and not sub.disqualified and is_ranked(sub)
 
 
 def can_view_case_results(user, sub) -> bool:
     if is_organizer(user, sub.phase.challenge):
         return True
     return owns(user, sub) and sub.phase.show_case_results and can_view_scores(user, sub)
+
+
+def can_download_training_data(user, challenge: Challenge) -> bool:
+    """Registered participants (terms accepted) and organizers."""
+    return is_participant(user, challenge) or is_organizer(user, challenge)
 
 
 def can_view_logs(user, sub) -> bool:

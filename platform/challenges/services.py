@@ -41,6 +41,9 @@ def register_dataset(
             "species": r.species,
             "subject": str(r.subject),
             "tissue_state": r.tissue_state,
+            "labels_present": [
+                x for x in str(r.labels_present or "").split(";") if x and x != "nan"
+            ],
         }
         for r in table.itertuples()
     ]
@@ -68,12 +71,18 @@ def register_dataset(
 
 
 def select_cases(
-    dataset: Dataset, species: list[str] | None = None, states: list[str] | None = None
+    dataset: Dataset,
+    species: list[str] | None = None,
+    states: list[str] | None = None,
+    with_labels: list[str] | None = None,
 ) -> list[str]:
+    """Test cases of a phase: images of the given species and states that show all labels."""
     return [
         r["image_name"]
         for r in dataset.manifest
-        if (not species or r["species"] in species) and (not states or r["tissue_state"] in states)
+        if (not species or r["species"] in species)
+        and (not states or r["tissue_state"] in states)
+        and (not with_labels or set(with_labels) <= set(r.get("labels_present", [])))
     ]
 
 

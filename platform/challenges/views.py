@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from submissions.services import (
@@ -19,7 +20,13 @@ from submissions.services import (
 )
 
 from .models import Challenge, Phase, Task
-from .permissions import can_view_challenge, can_view_leaderboard, is_organizer, is_participant
+from .permissions import (
+    can_download_training_data,
+    can_view_challenge,
+    can_view_leaderboard,
+    is_organizer,
+    is_participant,
+)
 
 
 def visible_challenges(user):
@@ -79,8 +86,9 @@ def team(request, slug: str):
 
     challenge = get_challenge(request, slug)
     try:
+        if not is_participant(request.user, challenge):
+            raise SubmissionRefused("join the challenge (accept its terms) before forming a team")
         if request.POST.get("action") == "create":
-            join_challenge(challenge, request.user)
             t = create_team(
                 challenge,
                 request.user,
@@ -94,9 +102,10 @@ def team(request, slug: str):
             new = User.objects.filter(username=request.POST.get("username", "")).first()
             if new is None:
                 raise SubmissionRefused("no user with that name")
-            join_challenge(challenge, new)
             add_member(t, request.user, new)
             messages.success(request, f"{new.username} joined {t.name}.")
+        else:
+            raise SubmissionRefused("unknown team action (use 'create' or 'add')")
     except SubmissionRefused as exc:
         messages.error(request, str(exc))
     return redirect(challenge)
@@ -146,3 +155,79 @@ def phase_detail(request, slug: str, task: str, phase: str):
         ctx["quota"] = quota_for(p, user)
         ctx["my_submissions"] = owner_submissions(p, user)[:20]
     return render(request, "challenges/phase_detail.html", ctx)
+
+
+# --- training data --------------------------------------------------------------------------
+
+
+def _training_dataset(request, slug: str, task: str):
+    challenge = get_challenge(request, slug)
+    t = get_object_or_404(Task, challenge=challenge, slug=task)
+    if not can_download_training_data(request.user, challenge):
+        return (
+            t,
+            None,
+            JsonResponse(
+                {"detail": "join the challenge (accept its terms) to download the training data"},
+                status=403,
+            ),
+        )
+    if t.train_dataset is None:
+        raise Http404("This task has no training dataset yet")
+    return t, t.train_dataset, None
+
+
+@login_required
+def training_data(request, slug: str, task: str):
+    """The training files with sizes and sha256 checksums (JSON)."""
+    from .datafiles import dataset_files
+
+    t, ds, refused = _training_dataset(request, slug, task)
+    if refused:
+        return refused
+    files = [
+        {
+            "path": f.path,
+            "size": f.size,
+            "sha256": f.sha256,
+            "url": request.build_absolute_uri(reverse("task-data-file", args=[slug, task, f.path])),
+        }
+        for f in dataset_files(ds)
+    ]
+    return JsonResponse(
+        {
+            "task": str(t),
+            "dataset": ds.name,
+            "images": ds.n_images,
+            "species": ds.species,
+            "tissue_states": ds.tissue_states,
+            "manifest_sha256": ds.manifest_sha256,
+            "files": files,
+        }
+    )
+
+
+@login_required
+def training_sha256sums(request, slug: str, task: str):
+    """`sha256sum -c` compatible list of the training files."""
+    from .datafiles import dataset_files
+
+    _, ds, refused = _training_dataset(request, slug, task)
+    if refused:
+        return refused
+    body = "".join(f"{f.sha256}  {f.path}\n" for f in dataset_files(ds))
+    return HttpResponse(body, content_type="text/plain; charset=utf-8")
+
+
+@login_required
+def training_file(request, slug: str, task: str, name: str):
+    """One training file, streamed in blocks (never read whole into memory)."""
+    from .datafiles import resolve_file
+
+    _, ds, refused = _training_dataset(request, slug, task)
+    if refused:
+        return refused
+    path = resolve_file(ds, name)
+    if path is None:
+        raise Http404("No such file in the training dataset")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)

@@ -87,6 +87,26 @@ def label_breakdown(subs: list[Submission]) -> dict[str, Any]:
     return out
 
 
+def species_breakdown(subs: list[Submission]) -> dict[str, Any]:
+    """Image scores per species: mean over subjects of per-subject means, per submission."""
+    rows = CaseScore.objects.filter(submission__in=subs).values(
+        "submission_id", "subject", "species", "dsc", "nsd"
+    )
+    df = pd.DataFrame(list(rows))
+    out: dict[str, Any] = {}
+    if df.empty:
+        return out
+    df["species"] = df["species"].replace("", "unknown")
+    for metric in METRICS:
+        per_subject = df.groupby(["submission_id", "species", "subject"])[metric].mean()
+        table = per_subject.groupby(level=[0, 1]).mean().unstack()
+        out[metric] = {
+            str(sid): {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()}
+            for sid, row in table.iterrows()
+        }
+    return out
+
+
 FIGURES = ("forest", "blobs", "significance", "podium", "dots", "schemes")
 
 
@@ -158,7 +178,7 @@ def build_snapshot(phase: Phase, *, n_bootstrap: int | None = None) -> RankingSn
             submission_ids=[s.pk for s in subs],
             rows=rows,
             result=results,
-            breakdowns=label_breakdown(subs),
+            breakdowns={**label_breakdown(subs), "by_species": species_breakdown(subs)},
             figures=figures,
             changes=_changes(prev.rows if prev else [], rows),
             warnings=warnings,
@@ -216,5 +236,12 @@ def _changes(old: list[dict], new: list[dict]) -> list[str]:
     return out
 
 
+LIGHT_FIELDS = ("id", "phase_id", "version", "created_at")
+
+
 def current_snapshot(phase: Phase) -> RankingSnapshot | None:
-    return RankingSnapshot.objects.filter(phase=phase).order_by("-version").first()
+    """The latest snapshot with only its identity loaded: pages render cached fragments keyed
+    by the (immutable) snapshot id; rows, result and figures load on first access."""
+    return (
+        RankingSnapshot.objects.filter(phase=phase).only(*LIGHT_FIELDS).order_by("-version").first()
+    )

@@ -3,6 +3,7 @@ snapshots, filtered by the same permission rules as everything else."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -11,15 +12,18 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import cache_control
 
-from challenges.permissions import can_view_leaderboard, can_view_scores, is_organizer, owns
+from challenges.permissions import (
+    can_view_case_results,
+    can_view_leaderboard,
+    can_view_scores,
+    is_organizer,
+    owns,
+)
 from challenges.views import get_challenge, get_phase
 from submissions.models import Submission
 
 from .models import RankingSnapshot
 from .services import current_snapshot
-
-SORT_KEYS = {"rank", "dsc", "nsd", "team", "method", "submitted", "n_failed"}
-
 
 def visible_rows(request, phase, snap: RankingSnapshot | None) -> list[dict]:
     """All rows where results are public (or for organizers); a team's own rows on
@@ -28,15 +32,15 @@ def visible_rows(request, phase, snap: RankingSnapshot | None) -> list[dict]:
         return []
     if phase.results_public() or is_organizer(request.user, phase.challenge):
         return snap.rows
-    if phase.visibility != "team" or not request.user.is_authenticated:
-        return []
-    ids = [r["submission_id"] for r in snap.rows]
-    mine = {
-        s.pk
-        for s in Submission.objects.filter(pk__in=ids).select_related("team")
-        if owns(request.user, s)
-    }
+    mine = _own_ids(request.user, phase, snap)
     return [r for r in snap.rows if r["submission_id"] in mine]
+
+
+def _own_ids(user, phase, snap: RankingSnapshot) -> set[int]:
+    if phase.visibility != "team" or not user.is_authenticated:
+        return set()
+    subs = Submission.objects.filter(pk__in=snap.submission_ids).select_related("team")
+    return {s.pk for s in subs if owns(user, s)}
 
 
 def can_see_some_rows(user, phase) -> bool:
@@ -45,18 +49,27 @@ def can_see_some_rows(user, phase) -> bool:
     )
 
 
-def leaderboard_context(request, phase, snap) -> dict:
-    rows = visible_rows(request, phase, snap)
-    q = request.GET.get("q", "").strip().lower()
-    if q:
-        rows = [r for r in rows if q in r["team"].lower() or q in r["method"].lower()]
+def leaderboard_context(request, phase, snap, *, permalink: bool = False) -> dict:
+    """Context for the leaderboard section: the rendered (cached) fragment plus its inputs.
+
+    The visibility class decides which cached fragment a viewer gets: everyone who may see
+    all rows shares one; on team-only phases the class is the set of own submissions."""
+    q = request.GET.get("q", "").strip().lower()[:100]
     sort = request.GET.get("sort", "rank")
-    if sort.lstrip("-") in SORT_KEYS:
-        key = sort.lstrip("-")
-        rows = sorted(
-            rows, key=lambda r: (r.get(key) is None, r.get(key) or 0), reverse=sort.startswith("-")
-        )
-    return {"snapshot": snap, "rows": rows, "q": q, "sort": sort}
+    if sort.lstrip("-") not in SORT_KEYS:
+        sort = "rank"
+    full = phase.results_public() or is_organizer(request.user, phase.challenge)
+    if full:
+        vis, rows_for = "all", (lambda s: s.rows)
+    else:
+        mine = _own_ids(request.user, phase, snap) if snap is not None else set()
+        vis = "team:" + ",".join(map(str, sorted(mine)))
+        rows_for = lambda s: [r for r in s.rows if r["submission_id"] in mine]  # noqa: E731
+    html = render_fragment(
+        phase=phase, snap=snap, rows_for=rows_for, vis=vis, full=full, q=q, sort=sort,
+        permalink=permalink,
+    )  # fmt: skip
+    return {"snapshot": snap, "q": q, "sort": sort, "leaderboard_html": html, "full": full}
 
 
 def _snapshot_or_404(phase, version: int | None) -> RankingSnapshot | None:
@@ -99,10 +112,10 @@ def export(request, slug, task, phase, fmt: str):
     if fmt not in ("csv", "json"):
         raise Http404("Export formats: csv, json")
     p = get_phase(request, slug, task, phase)
-    version = request.GET.get("version")
-    snap = _snapshot_or_404(p, int(version) if version and version.isdigit() else None)
     if not can_see_some_rows(request.user, p):
         raise Http404("No leaderboard")
+    version = request.GET.get("version")
+    snap = _snapshot_or_404(p, int(version) if version and version.isdigit() else None)
     rows = visible_rows(request, p, snap)
     name = f"{p.challenge.slug}-{p.task.slug}-{p.slug}-v{snap.version if snap else 0}"
     if fmt == "json":
@@ -145,6 +158,8 @@ def method_page(request, pk: int):
         for n in labels
         if n in by_label.get("dsc", {})
     ]
+    # Per-subject tables and failed case ids are per-case detail: only where the phase shows it.
+    case_detail = can_view_case_results(request.user, sub)
     subjects = list(sub.case_scores.values("subject").order_by("subject").distinct())
     from django.db.models import Avg, Count, Q
 
@@ -154,11 +169,13 @@ def method_page(request, pk: int):
             dsc=Avg("dsc"), nsd=Avg("nsd"), n=Count("id"), failed=Count("id", filter=Q(ok=False))
         )
         .order_by("subject")
+        if case_detail
+        else []
     )
     confusion = _sum_confusion(sub, len(labels))
     ctx = {"sub": sub, "phase": sub.phase, "row": row, "organs": organs, "by_state": by_state, "per_subject": per_subject,
            "n_subjects": len(subjects), "labels": labels, "confusion": confusion,
-           "failed_cases": sub.case_scores.filter(ok=False)[:50] if (owns(request.user, sub) or is_organizer(request.user, sub.phase.challenge)) else None}  # fmt: skip
+           "failed_cases": sub.case_scores.filter(ok=False)[:50] if case_detail else None}  # fmt: skip
     ctx["organ_chart"] = _bar_svg(organs)
     return render(request, "leaderboards/method.html", ctx)
 

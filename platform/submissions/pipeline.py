@@ -2,14 +2,24 @@
 
 validate (sandboxed) -> chunks of cases, each run sandboxed on any worker -> trusted scoring
 of each chunk -> merge when the last chunk is done -> debounced ranking. Every step is
-idempotent: it claims its row for the current `attempt` and replaces, never appends, rows."""
+idempotent: it claims its row for the current `attempt` and replaces, never appends, rows.
+
+Fault tolerance (docs/deployment.md): a claimed row carries a task heartbeat (the chunk's
+`updated_at`, the submission's `heartbeat_at`) refreshed by a thread while the task runs. A
+redelivered message (acks_late) may take over a claim only once that heartbeat is stale, so a
+duplicate never runs beside a live attempt; the reconciler re-queues claims whose heartbeat
+stopped as a new attempt, and results of a superseded attempt are discarded under row locks.
+Broker errors while queueing are logged, not raised: the row is already committed and the
+reconciler re-sends it."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +29,29 @@ from django.db.models import F
 from django.utils import timezone
 
 from challenges.models import Phase
+from ops.heartbeat import task_heartbeat
 
 from .models import ACTIVE, CaseScore, Chunk, LabelScore, Status, Submission
 from .notify import notify_finished
 
 log = logging.getLogger(__name__)
+
+
+class PlatformProblem(RuntimeError):
+    """Our side failed (disk full, sandbox broken): retried as a new attempt, never charged."""
+
+    def __init__(self, message: str, public: str = "") -> None:
+        super().__init__(message)
+        self.public = public or message
+
+
+def _stale_before():
+    return timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
+
+
+def _heartbeat_every() -> float:
+    return max(0.2, float(settings.WORKER_HEARTBEAT_SECONDS))
+
 
 # Failure kinds caused by the participant's model: these count against the quota.
 PARTICIPANT_KINDS = {"format_error", "model_error", "invalid_output", "timeout", "memory"}
@@ -68,6 +96,9 @@ def _fail(
         sub.finished_at = timezone.now()
         sub.save()
         sub.chunks.exclude(status="done").update(status="cancelled")
+        # A failed submission has no per-case results: never leave a partial set behind.
+        CaseScore.objects.filter(submission=sub).delete()
+        LabelScore.objects.filter(submission=sub).delete()
     notify_finished(sub)
 
 
@@ -81,6 +112,12 @@ def start_evaluation(submission_id: int, attempt: int, hostname: str = "") -> st
             return "stale"
         if sub.status not in (Status.QUEUED, Status.VALIDATING):
             return f"skipped ({sub.status})"
+        if (
+            sub.status == Status.VALIDATING
+            and sub.heartbeat_at
+            and sub.heartbeat_at >= _stale_before()
+        ):
+            return "duplicate (validating elsewhere)"  # a live attempt holds the claim
         sub.status = Status.VALIDATING
         sub.worker = hostname
         sub.started_at = sub.started_at or timezone.now()
@@ -88,15 +125,24 @@ def start_evaluation(submission_id: int, attempt: int, hostname: str = "") -> st
         sub.save()
     phase = sub.phase
     task = phase.task
-    report = validate_model(
-        sub.model_path,
-        channels=_channels(phase),
-        num_classes=task.num_classes,
-        limits=limits_for(phase),
-        backend=settings.SANDBOX_BACKEND,
-        preprocessing=task.preprocessing,
-        production=settings.PRODUCTION,
-    )
+
+    def touch() -> int:
+        return Submission.objects.filter(
+            pk=submission_id, attempt=attempt, status=Status.VALIDATING
+        ).update(heartbeat_at=timezone.now())
+
+    with task_heartbeat(touch, _heartbeat_every()):
+        report = validate_model(
+            sub.model_path,
+            channels=_channels(phase),
+            num_classes=task.num_classes,
+            limits=limits_for(phase),
+            backend=settings.SANDBOX_BACKEND,
+            preprocessing=task.preprocessing,
+            production=settings.PRODUCTION,
+        )
+    if report.error_kind == "sandbox_error":
+        raise PlatformProblem(f"sandbox error during validation: {report.message}")
     _append_log(sub.pk, f"[validation] {report.message}\n{report.log}".strip())
     if not report.ok:
         _fail(
@@ -127,10 +173,8 @@ def start_evaluation(submission_id: int, attempt: int, hostname: str = "") -> st
 
 
 def _queue_chunks(chunk_ids: list[int]) -> None:
-    from .tasks import evaluate_chunk
-
     for chunk in Chunk.objects.filter(pk__in=chunk_ids):
-        evaluate_chunk.apply_async(args=[chunk.pk, chunk.attempt], queue="evaluation")
+        _queue_chunk(chunk.pk, chunk.attempt)
 
 
 def _channels(phase: Phase) -> int:
@@ -158,39 +202,89 @@ def run_chunk(chunk_id: int, attempt: int, hostname: str = "") -> str:
         sub = chunk.submission
         if sub.status not in (Status.RUNNING, Status.SCORING):
             return f"skipped ({sub.status})"
+        if chunk.status == "running" and chunk.updated_at >= _stale_before():
+            return "duplicate (running elsewhere)"  # a live attempt holds the claim
         chunk.status = "running"
         chunk.worker = hostname
         chunk.save()
     phase = sub.phase
     task = phase.task
     ds = phase.test_dataset
-    out_dir = Path(tempfile.mkdtemp(prefix=f"xb-sub{sub.pk}-c{chunk.index}-", dir=_scratch()))
+    _ensure_scratch_space(ds.cubes_dir, list(chunk.case_ids))
+    try:
+        out_dir = Path(tempfile.mkdtemp(prefix=f"xb-sub{sub.pk}-c{chunk.index}-", dir=_scratch()))
+    except OSError as exc:
+        raise _disk_problem(exc) from exc
 
     def progress(done: int, total: int, case_id: str) -> None:
         Submission.objects.filter(pk=sub.pk).update(
             progress_done=F("progress_done") + 1, heartbeat_at=timezone.now()
         )
 
-    try:
-        result = run_inference(
-            sub.model_path,
-            cubes_dir=ds.cubes_dir,
-            case_ids=list(chunk.case_ids),
-            output_dir=out_dir,
-            num_classes=task.num_classes,
-            preprocessing=task.preprocessing,
-            limits=limits_for(phase),
-            backend=settings.SANDBOX_BACKEND,
-            progress=progress,
-            production=settings.PRODUCTION,
+    def touch() -> int:
+        return Chunk.objects.filter(pk=chunk_id, attempt=attempt, status="running").update(
+            updated_at=timezone.now()
         )
-        if result.error_kind == "sandbox_error":
-            raise RuntimeError(f"sandbox error: {result.message}")
-        _append_log(sub.pk, result.log)
-        scored = _score_chunk(sub, chunk, result, out_dir)
+
+    try:
+        with task_heartbeat(touch, _heartbeat_every()):
+            try:
+                result = run_inference(
+                    sub.model_path,
+                    cubes_dir=ds.cubes_dir,
+                    case_ids=list(chunk.case_ids),
+                    output_dir=out_dir,
+                    num_classes=task.num_classes,
+                    preprocessing=task.preprocessing,
+                    limits=limits_for(phase),
+                    backend=settings.SANDBOX_BACKEND,
+                    progress=progress,
+                    production=settings.PRODUCTION,
+                )
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _disk_problem(exc) from exc
+                raise
+            if result.error_kind == "sandbox_error":
+                raise PlatformProblem(f"sandbox error: {result.message}")
+            if not result.ok and _scratch_free() < _SPACE_MARGIN:
+                # The model's outputs could not be written because our disk is full: ours.
+                raise _disk_problem(OSError(errno.ENOSPC, "scratch full after the run"))
+            _append_log(sub.pk, result.log)
+            scored = _score_chunk(sub, chunk, result, out_dir)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     return scored
+
+
+_SPACE_MARGIN = 1024**2
+DISK_FULL_PUBLIC = "the evaluation server ran out of disk space"
+
+
+def _disk_problem(exc: OSError) -> PlatformProblem:
+    return PlatformProblem(f"scratch disk full in {_scratch()}: {exc}", DISK_FULL_PUBLIC)
+
+
+def _scratch_free() -> int:
+    try:
+        return shutil.disk_usage(_scratch()).free
+    except OSError:
+        return 0
+
+
+def _ensure_scratch_space(cubes_dir: str, case_ids: list[str]) -> None:
+    """Refuse to start when the label maps cannot be written: a full disk is our problem, and
+    letting the run fail would charge the participant for it."""
+    need = _SPACE_MARGIN
+    for case_id in case_ids:
+        try:
+            cube = np.load(Path(cubes_dir) / f"{case_id}.npy", mmap_mode="r", allow_pickle=False)
+            need += int(cube.shape[0]) * int(cube.shape[1]) + 4096
+        except (OSError, ValueError):
+            need += 4096  # run_inference reports the broken cube itself
+    free = _scratch_free()
+    if free < need:
+        raise _disk_problem(OSError(errno.ENOSPC, f"{free} bytes free, {need} needed"))
 
 
 def _scratch() -> str:
@@ -237,6 +331,9 @@ def _score_chunk(sub: Submission, chunk: Chunk, result, out_dir: Path) -> str:
                 int(v) for v in np.unique(ref) if v != task.ignore_index and v < task.num_classes
             )
             rows = worst_rows(present, *ref.shape, status="failed")
+        if task.scored_labels:  # e.g. a kidney-malperfusion task scores the kidney only
+            keep = set(task.scored_labels)
+            rows = [r for r in rows if r["label"] < len(names) and names[r["label"]] in keep]
         common = {
             "submission": sub,
             "case_id": case_id,
@@ -302,7 +399,18 @@ def _f(v) -> float | None:
 def _queue_finalize(submission_id: int, attempt: int) -> None:
     from .tasks import finalize_submission
 
-    finalize_submission.apply_async(args=[submission_id, attempt], queue="default")
+    _send(finalize_submission, [submission_id, attempt], "default")
+
+
+def _send(task, args: list, queue: str, countdown: float | None = None) -> bool:
+    """Publish after commit. A broker outage must not turn a committed state change into an
+    error: the reconciler re-sends whatever stays queued (see reconcile)."""
+    try:
+        task.apply_async(args=args, queue=queue, countdown=countdown)
+        return True
+    except Exception:  # noqa: BLE001 - kombu raises many types when the broker is down
+        log.warning("could not publish %s%s; the reconciler will re-send it", task.name, args)
+        return False
 
 
 def finalize(submission_id: int, attempt: int) -> str:
@@ -356,7 +464,7 @@ def platform_failure(submission_id: int, exc: BaseException, internal: str) -> N
 MAX_PLATFORM_RETRIES = 2
 
 
-def requeue_submission(submission_id: int, reason: str) -> str:
+def requeue_submission(submission_id: int, reason: str, public: str = "") -> str:
     """Start again as a new attempt after a platform problem (lost worker or message, crash);
     never charged. After MAX_PLATFORM_RETRIES it fails, still uncharged."""
     with transaction.atomic():
@@ -374,6 +482,7 @@ def requeue_submission(submission_id: int, reason: str) -> str:
             )
             sub.progress_done = 0
             sub.worker = ""
+            sub.heartbeat_at = timezone.now()  # "queued since", for the reconciler
             sub.save()
             sub.chunks.all().delete()
             CaseScore.objects.filter(submission=sub).delete()
@@ -384,13 +493,18 @@ def requeue_submission(submission_id: int, reason: str) -> str:
     _fail(
         submission_id,
         "platform_error",
-        "evaluation failed repeatedly because of platform problems",
+        _gave_up(public),
         internal=internal,
     )
     return "failed"
 
 
-def requeue_chunk(chunk_id: int, reason: str) -> str:
+def _gave_up(public: str) -> str:
+    base = "evaluation failed repeatedly because of platform problems"
+    return f"{base} ({public})" if public else base
+
+
+def requeue_chunk(chunk_id: int, reason: str, public: str = "") -> str:
     with transaction.atomic():
         chunk = (
             Chunk.objects.select_for_update()
@@ -410,26 +524,21 @@ def requeue_chunk(chunk_id: int, reason: str) -> str:
             chunk.status = "queued"
             chunk.worker = ""
             chunk.save()
-            cid, attempt = chunk.pk, chunk.attempt
-            transaction.on_commit(lambda: _queue_chunk(cid, attempt))
+            cid, attempt, retries = chunk.pk, chunk.attempt, chunk.retries
+            transaction.on_commit(lambda: _queue_chunk(cid, attempt, countdown=2.0**retries))
     if give_up:
-        _fail(
-            sub_id,
-            "platform_error",
-            "evaluation failed repeatedly because of platform problems",
-            internal=reason,
-        )
+        _fail(sub_id, "platform_error", _gave_up(public), internal=reason)
         return "failed"
     return "requeued"
 
 
 def _queue_start(submission_id: int, attempt: int) -> None:
-    from .services import enqueue_evaluation
+    from .tasks import evaluate_submission
 
-    enqueue_evaluation(submission_id, attempt)
+    _send(evaluate_submission, [submission_id, attempt], "evaluation")
 
 
-def _queue_chunk(chunk_id: int, attempt: int) -> None:
+def _queue_chunk(chunk_id: int, attempt: int, countdown: float | None = None) -> None:
     from .tasks import evaluate_chunk
 
-    evaluate_chunk.apply_async(args=[chunk_id, attempt], queue="evaluation")
+    _send(evaluate_chunk, [chunk_id, attempt], "evaluation", countdown)

@@ -17,6 +17,8 @@ from challenges.models import Membership, Phase, Registration, Team, audit
 from .models import ACTIVE, Status, Submission
 from .storage import UploadError, discard, store_upload
 
+PLATFORM_ERROR = "platform_error"
+
 
 class SubmissionRefused(ValueError):
     """The submission was not accepted; the message says why and what to do."""
@@ -69,7 +71,13 @@ def owner_submissions(phase: Phase, user):
 def quota_for(phase: Phase, user, now=None) -> Quota:
     now = now or timezone.now()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    charged = owner_submissions(phase, user).filter(counts_against_quota=True)
+    # Platform failures and cancellations never count, whatever set the flag.
+    charged = (
+        owner_submissions(phase, user)
+        .filter(counts_against_quota=True)
+        .exclude(status=Status.CANCELLED)
+        .exclude(failure_kind=PLATFORM_ERROR)
+    )
     return Quota(
         used_today=charged.filter(created_at__gte=day_start).count(),
         per_day=phase.submissions_per_day,
@@ -133,6 +141,11 @@ def add_member(team: Team, by_user, new_user) -> None:
         raise SubmissionRefused("only team members can add people to a team")
     if team_of(new_user, team.challenge):
         raise SubmissionRefused(f"{new_user} is already in a team of this challenge")
+    if not Registration.objects.filter(challenge=team.challenge, user=new_user).exists():
+        # Nobody accepts the terms on someone else's behalf.
+        raise SubmissionRefused(
+            f"{new_user} must join the challenge (accept its terms) before joining a team"
+        )
     Membership.objects.create(team=team, user=new_user, challenge=team.challenge)
 
 

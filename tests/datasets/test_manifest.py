@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from datasets.cube_io import write_cube
 from datasets.labels import DEFAULT_LABEL_MAPPING, LabelMapping
@@ -235,3 +237,28 @@ def test_export_subset_raw_float16_without_labels(tmp_path: Path) -> None:
         export_cases(man, out, None, ["X#1"])
     with pytest.raises(ValueError):
         export_cases(man, out, None, preprocess="zscore")
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sto2=st.one_of(st.none(), st.floats(0, 1)),
+    clamped=st.one_of(st.none(), st.booleans()),
+    icg=st.one_of(st.none(), st.floats(0, 1e4, allow_nan=False)),
+    state=st.sampled_from(["physiological", "malperfused", "icg", "unclear"]),
+)
+def test_manifest_round_trip_types(
+    tmp_path: Path, sto2: float | None, clamped: bool | None, icg: float | None, state: str
+) -> None:
+    root = make_dataset(tmp_path)
+    edit_manifest(root, _set("tissue_state", state))
+    df = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
+    df.loc[0, "sto2_mean"] = "" if sto2 is None else repr(sto2)
+    df.loc[0, "clamped"] = "" if clamped is None else str(clamped)
+    df["icg_seconds"] = "" if icg is None else repr(icg)
+    write_manifest(root, df)
+    row = load_manifest(root).row(NAMES[0])
+    assert row["sto2_mean"] == sto2 and row["clamped"] == clamped and row["icg_seconds"] == icg
+    assert row["tissue_state"] == state
+    assert validate_dataset(root, check_data=False) == []

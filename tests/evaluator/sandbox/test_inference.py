@@ -241,3 +241,12 @@ def test_label_map_validation(tmp_path):
     assert "not a regular file" in _check(link)
     shutil.rmtree(tmp_path / "nothing", ignore_errors=True)
     assert _check(tmp_path / "nothing.npy") == "no output was written"
+
+
+def test_rerun_leaves_no_stale_outputs(bwrap_ok, model_dir, cubes, tmp_path):
+    out = tmp_path / "out"
+    first, _ = infer(model_dir / "conv.onnx", cubes, out)
+    assert first.ok and len(only_outputs(out)) == 3
+    second, _ = infer(model_dir / "wrong_shape.onnx", cubes, out)
+    assert not second.ok
+    assert only_outputs(out) == []  # no earlier map may pass for this run's result
