@@ -20,8 +20,6 @@ __all__ = ["main"]
 def _read_names(path: Path | None) -> tuple[str, ...] | None:
     if path is None:
         return None
-    if path.suffix == ".json":  # an htc data specification: use the given fold's train split
-        raise SystemExit("use --split FOLD with a data specification, not --image-names")
     names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
     return tuple(n for n in names if n and not n.startswith("#"))
 

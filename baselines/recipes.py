@@ -241,7 +241,7 @@ def train_recipe(
         ignore_index=mapping.ignore_index,
     )
     seconds = time.perf_counter() - t0
-    return RecipeResult(model, recipe, len(images), seconds, transforms or None, n_pairs)  # type: ignore[arg-type]
+    return RecipeResult(model, recipe, len(images), seconds, transforms or None, n_pairs)
 
 
 # --- cache ------------------------------------------------------------------------------------
@@ -303,7 +303,12 @@ def train_recipe_cached(
     cache = Path(cache_dir)
     directory = cache / f"{name}-{key[:16]}"
     entry = _load_entry(directory, key)
-    if entry is not None and all(entry.file(f).is_file() for f in formats):
+    if entry is not None:
+        for fmt in formats:  # an entry made with other formats: add the missing files
+            if not entry.file(fmt).is_file():
+                part = directory / f".tmp-{os.getpid()}-{EXPORT_NAMES[fmt]}"  # keeps the suffix
+                export_model(entry.model, part)
+                os.replace(part, entry.file(fmt))
         return entry
     result = train_recipe(name, root, settings, progress=progress, log=log)
     cache.mkdir(parents=True, exist_ok=True)

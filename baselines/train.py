@@ -5,7 +5,6 @@ cross-entropy + Dice, Adam. Deterministic for a given seed (on one machine and t
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -58,9 +57,8 @@ def train_model(
     """Train a :class:`~baselines.model.MiniUNet` on (cube, labels) pairs; returns it in eval
     mode on the CPU.
 
-    Adam with cosine learning-rate decay. One epoch visits every image once (shuffled), as one
-    random ``crop_size`` square crop
-    (``None``: whole images, which then must share a shape). With ``augment_transforms``
+    Adam with cosine learning-rate decay. One epoch visits every image once (shuffled), as
+    one random ``crop_size`` square crop (``None``: whole images, which must share a shape). With ``augment_transforms``
     (label -> [n_pairs, C, C + 1]) every crop gets physiology-based augmentation of
     ``target_labels`` with probability ``physiology_p`` before flips/rotations.
     ``progress(step, total_steps, running_loss)`` is called after each optimiser step.
@@ -112,8 +110,6 @@ def train_model(
                     masks.append(labels)
                 x = torch.from_numpy(np.stack(cubes).astype(np.float32, copy=False)).to(dev)
                 y = torch.from_numpy(np.stack(masks).astype(np.int64)).to(dev)
-                if len(cubes) == 1 and x.shape[0] == 1:  # BatchNorm needs > 1 value per channel
-                    x, y = torch.cat([x, x.flip(-1)]), torch.cat([y, y.flip(-1)])
                 optimizer.zero_grad(set_to_none=True)
                 loss = criterion(model(x), y)
                 loss.backward()
@@ -124,8 +120,29 @@ def train_model(
                 step += 1
                 if progress is not None:
                     progress(step, total, running)
+        recalibrate_batchnorm(model, images, dev)
     model.eval()
     return model.cpu()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, images: Sequence[Image], device: torch.device) -> None:
+    """Recompute BatchNorm running statistics with the final weights (exact average over the
+    un-augmented training images): after a short schedule the exponential running averages
+    still mix in statistics of early weights, which makes eval-mode outputs erratic."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.train()
+    for cube, _labels in images:
+        x = torch.from_numpy(np.ascontiguousarray(cube.transpose(2, 0, 1), dtype=np.float32))
+        model(x[None].to(device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
 
 
 @torch.inference_mode()
@@ -139,10 +156,3 @@ def predict(
         x = torch.from_numpy(np.ascontiguousarray(cube.transpose(2, 0, 1), dtype=np.float32))
         logits = model(x[None].to(dev))
         return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
-
-
-def timed(fn: Callable[[], nn.Module]) -> tuple[nn.Module, float]:
-    """Run a training closure and return (model, seconds)."""
-    t0 = time.perf_counter()
-    model = fn()
-    return model, time.perf_counter() - t0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -56,6 +57,26 @@ def make_cubes(folder: Path, n: int) -> list[str]:
     return ids
 
 
+CPU: dict[str, list[float]] = {}
+
+
+SANDBOX_CPU: list[float] = []  # CPU of the sandboxed processes, reported by the supervisor
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process, plus those of finished sandboxed runs."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime + sum(SANDBOX_CPU)
+
+
+def timed(label: str, fn, *args) -> float:
+    """Wall time of fn(*args); its CPU time is recorded in CPU[label] (load-independent)."""
+    cpu0 = cpu_now()
+    wall = fn(*args)
+    CPU.setdefault(label, []).append(cpu_now() - cpu0)
+    return wall
+
+
 def bare_loop(model_path: Path, cubes: Path, ids: list[str], out: Path, threads: int) -> float:
     torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -76,6 +97,7 @@ def sandboxed(model_path, cubes, ids, out, threads, backend, prefetch) -> float:
     result = run_inference(model_path, cubes_dir=cubes, case_ids=ids, output_dir=out,
                            num_classes=K, limits=limits, backend=backend, prefetch=prefetch)  # fmt: skip
     elapsed = time.perf_counter() - start
+    SANDBOX_CPU.append(result.cpu_seconds)
     if not result.ok:
         raise SystemExit(
             f"sandboxed run failed: {result.error_kind}: {result.message}\n{result.log}"
@@ -104,11 +126,12 @@ def main() -> None:
         bare_times, plain_times, box_times = [], [], []
         for r in range(args.repeats):  # interleaved, so drift affects every side alike
             (root / f"bare{r}").mkdir()
-            bare_times.append(bare_loop(model_path, cubes, ids, root / f"bare{r}", args.threads))
-            plain_times.append(sandboxed(model_path, cubes, ids, root / f"plain{r}", args.threads,
-                                         args.backend, False))  # fmt: skip
-            box_times.append(sandboxed(model_path, cubes, ids, root / f"box{r}", args.threads,
-                                       args.backend, True))  # fmt: skip
+            bare_times.append(timed("bare", bare_loop, model_path, cubes, ids,
+                                    root / f"bare{r}", args.threads))  # fmt: skip
+            plain_times.append(timed("plain", sandboxed, model_path, cubes, ids,
+                                     root / f"plain{r}", args.threads, args.backend, False))  # fmt: skip
+            box_times.append(timed("box", sandboxed, model_path, cubes, ids, root / f"box{r}",
+                                   args.threads, args.backend, True))  # fmt: skip
         for case_id in ids:  # same model, same cubes -> same labels
             a = np.load(root / "bare0" / f"{case_id}.npy")
             for side in ("plain0", "box0"):
@@ -125,6 +148,11 @@ def main() -> None:
         print(f"sandboxed, harness as deployed : {box:8.2f} s  (runs: {runs(box_times)})")
         print(f"pure sandbox overhead ratio    : {plain / bare:8.3f}  (same sequential loop)")
         print(f"overhead ratio (deployed)      : {box / bare:8.3f}  (goal <= 1.10)")
+        cpu = {k: min(v) for k, v in CPU.items()}
+        print(f"CPU seconds (best)             : bare {cpu['bare']:.2f}, sandboxed no prefetch "
+              f"{cpu['plain']:.2f}, deployed {cpu['box']:.2f}; ratio "
+              f"{cpu['plain'] / cpu['bare']:.3f} / {cpu['box'] / cpu['bare']:.3f}")  # fmt: skip
+        print(f"load average at the end        : {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

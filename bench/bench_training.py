@@ -9,6 +9,7 @@ physiological images (organ task) and kidney DSC on human malperfused images (xe
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -91,17 +92,22 @@ def main() -> int:
         epochs=args.epochs, seed=args.seed, image_names=train_names, num_threads=args.threads
     )
     print(f"test: {len(phys_imgs)} human physiological, {len(mal_imgs)} human malperfused")
-    print(f"{'recipe':22s} {'images':>6s} {'train s':>8s} {'organ DSC':>9s} {'kidney(mal)':>11s}")
+    print(
+        f"{'recipe':22s} {'images':>6s} {'wall s':>7s} {'cpu s':>7s} {'organ DSC':>9s} "
+        f"{'kidney(mal)':>11s}"
+    )
     total = 0.0
     for name in args.recipes.split(","):
+        cpu0 = time.process_time()
         res = train_recipe(name, root, settings)
+        cpu = time.process_time() - cpu0
         total += res.seconds
         print(
-            f"{name:22s} {res.n_images:6d} {res.seconds:8.1f} "
+            f"{name:22s} {res.n_images:6d} {res.seconds:7.1f} {cpu:7.1f} "
             f"{class_mean_dsc(res.model, phys_imgs):9.3f} {kidney_dsc(res.model, mal_imgs):11.3f}",
             flush=True,
         )
-    print(f"total training time {total:.1f}s")
+    print(f"total training time {total:.1f}s wall; load average now {os.getloadavg()[0]:.1f}")
     return 0
 
 

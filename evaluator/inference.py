@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 CASE_ID = re.compile(r"^[A-Za-z0-9_#@+=,-][A-Za-z0-9_#@+=,.-]{0,150}$")
-HARNESS_MAIN = "evaluator.harness.main:main"
+HARNESS_MAIN = "evaluator.harness.main:exit_main"
 Progress = Callable[[int, int, str], None]
 
 
@@ -85,6 +85,8 @@ class InferenceResult:
     message: str = ""
     format: str | None = None
     rejected_outputs: list[tuple[str, str]] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # user + system CPU of the sandboxed processes
+    max_rss_kb: int = 0
 
     @property
     def succeeded(self) -> list[str]:
@@ -220,6 +222,8 @@ def run_inference(
         message=message,
         format=info.format,
         rejected_outputs=result.rejected,
+        cpu_seconds=result.cpu_seconds,
+        max_rss_kb=result.max_rss_kb,
     )
 
 

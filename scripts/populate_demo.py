@@ -36,89 +36,21 @@ def say(msg: str) -> None:
 
 
 # --- data -------------------------------------------------------------------------------------
-def sizes(quick: bool) -> dict:
-    if quick:
-        return {
-            "hw": (48, 64),
-            "pig": 4,
-            "human": 8,
-            "images": 4,
-            "test_subjects": 4,
-            "val_subjects": 1,
-        }
-    return {
-        "hw": (64, 80),
-        "pig": 8,
-        "human": 16,
-        "images": 4,
-        "test_subjects": 8,
-        "val_subjects": 2,
-    }
-
-
 def make_data(base: Path, quick: bool) -> tuple[Path, Path, Path]:
-    """Simulate pig and human cubes, then split human subjects into training (physiological
-    only: the target species' pathology is unseen) and hidden test subjects."""
-    from datasets.manifest import load_manifest
-    from datasets.simulate import simulate_dataset
+    from baselines.demo_data import FULL, QUICK, make_demo_data
 
-    s = sizes(quick)
-    sim = base / "sim"
-    marker = sim / "demo-settings.json"
-    want = json.dumps(s, sort_keys=True)
-    if not (marker.exists() and marker.read_text() == want):
-        say(
-            f"simulating cubes ({s['pig']} pigs, {s['human']} humans, {s['images']} images each, {s['hw'][0]}x{s['hw'][1]}x100)"
-        )
-        simulate_dataset(
-            sim, species=("pig", "human"), subjects_per_species={"pig": s["pig"], "human": s["human"]},
-            images_per_subject=s["images"], tissue_states=("physiological", "malperfused"),
-            height=s["hw"][0], width=s["hw"][1], seed=2026, progress=True,
-        )  # fmt: skip
-        marker.write_text(want)
-    man = load_manifest(sim)
-    t = man.table
-    humans = sorted(t[t.species == "human"].subject.astype(str).unique())
-    test_subjects = set(humans[: s["test_subjects"]])
-    train_rows = t[
-        (t.species == "pig")
-        | (
-            (t.species == "human")
-            & ~t.subject.astype(str).isin(test_subjects)
-            & (t.tissue_state == "physiological")
-        )
-    ]
-    test_rows = t[(t.species == "human") & t.subject.astype(str).isin(test_subjects)]
-    train = subset(sim, base / "train", train_rows)
-    test = subset(sim, base / "test", test_rows)
-    return sim, train, test
-
-
-def subset(src: Path, dst: Path, rows) -> Path:
-    """A dataset folder with some rows of another, files hard-linked (or copied)."""
-    import shutil
-
-    from datasets.manifest import write_manifest
-
-    if dst.exists():
-        shutil.rmtree(dst)
-    for col in ("cube_path", "label_path"):
-        for rel in rows[col]:
-            if isinstance(rel, str) and rel:
-                (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(src / rel, dst / rel)
-                except OSError:
-                    shutil.copy2(src / rel, dst / rel)
-    write_manifest(dst, rows.reset_index(drop=True))
-    return dst
+    size = QUICK if quick else FULL
+    say(
+        f"data: {size.pigs} pigs, {size.humans} humans, {size.images} images each, {size.height}x{size.width}x100"
+    )
+    return make_demo_data(base, size, progress=True)
 
 
 # --- baselines ----------------------------------------------------------------------------------
 def train_baselines(train_root: Path, cache: Path, quick: bool) -> dict[str, Path]:
     from baselines.recipes import RecipeSettings, train_recipe_cached
 
-    settings = RecipeSettings(epochs=25 if quick else 60, num_threads=2)
+    settings = RecipeSettings(epochs=40 if quick else 60, num_threads=1)
     out = {}
     for name in TEAMS:
         t0 = time.perf_counter()
@@ -151,7 +83,9 @@ def build_challenge(train_root: Path, test_root: Path, quick: bool):
     existing = Challenge.objects.filter(slug=CHALLENGE).first()
     if existing:
         return existing
-    s = sizes(quick)
+    from baselines.demo_data import FULL, QUICK
+
+    s = QUICK if quick else FULL
     train_ds = register_dataset(
         train_root, name="demo training set (pig + human physiological)", role="train"
     )
@@ -171,7 +105,7 @@ def build_challenge(train_root: Path, test_root: Path, quick: bool):
         terms="Simulated data; use it for anything.",
     )
     subjects = sorted({r["subject"] for r in test_ds.manifest})
-    val_subjects = set(subjects[: s["val_subjects"]])
+    val_subjects = set(subjects[: s.val_subjects])
 
     def split(cases):
         meta = {r["image_name"]: r for r in test_ds.manifest}

@@ -12,7 +12,38 @@ MAX_MEMBERS = 50_000
 MAX_TOTAL = 64 * 1024**3
 
 
+MAX_META_HEADER = 1024**2  # pax / GNU long-name headers are read into memory by tarfile
+
+
+def _prescan(path: Path, size: int) -> None:
+    """Walk the raw 512-byte headers before tarfile does, refusing oversized metadata
+    headers (tarfile would read them whole into the trusted process's memory)."""
+    offset = 0
+    with open(path, "rb") as fh:
+        for _ in range(4 * MAX_MEMBERS):
+            if offset + 512 > size:
+                return  # tarfile reports truncation
+            fh.seek(offset)
+            block = fh.read(512)
+            if block.count(0) == 512:
+                return
+            raw = block[124:136]
+            if raw[0] & 0x80:  # base-256 size
+                length = int.from_bytes(raw[1:], "big")
+            else:
+                text = raw.split(b"\0", 1)[0].strip() or b"0"
+                try:
+                    length = int(text, 8)
+                except ValueError:
+                    raise ModelFormatError("the image archive is corrupted") from None
+            if block[156:157] in (b"x", b"g", b"L", b"K") and length > MAX_META_HEADER:
+                raise ModelFormatError("the image archive has an oversized metadata header")
+            offset += 512 + (length + 511) // 512 * 512
+    raise ModelFormatError(f"the image archive has too many entries (limit {MAX_MEMBERS})")
+
+
 def inspect_tar(path: Path, size: int) -> str:
+    _prescan(path, size)
     names: set[str] = set()
     total = 0
     try:

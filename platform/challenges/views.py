@@ -160,6 +160,27 @@ def phase_detail(request, slug: str, task: str, phase: str):
 # --- training data --------------------------------------------------------------------------
 
 
+def login_or_token(view):
+    """Session login or an API token (`Authorization: Token ...`) so scripts can download."""
+    import functools
+
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.exceptions import AuthenticationFailed
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            try:
+                found = TokenAuthentication().authenticate(request)
+            except AuthenticationFailed as exc:
+                return JsonResponse({"detail": str(exc.detail)}, status=401)
+            if found:
+                request.user = found[0]
+        return login_required(view)(request, *args, **kwargs)
+
+    return wrapped
+
+
 def _training_dataset(request, slug: str, task: str):
     challenge = get_challenge(request, slug)
     t = get_object_or_404(Task, challenge=challenge, slug=task)
@@ -177,7 +198,7 @@ def _training_dataset(request, slug: str, task: str):
     return t, t.train_dataset, None
 
 
-@login_required
+@login_or_token
 def training_data(request, slug: str, task: str):
     """The training files with sizes and sha256 checksums (JSON)."""
     from .datafiles import dataset_files
@@ -207,7 +228,7 @@ def training_data(request, slug: str, task: str):
     )
 
 
-@login_required
+@login_or_token
 def training_sha256sums(request, slug: str, task: str):
     """`sha256sum -c` compatible list of the training files."""
     from .datafiles import dataset_files
@@ -219,7 +240,7 @@ def training_sha256sums(request, slug: str, task: str):
     return HttpResponse(body, content_type="text/plain; charset=utf-8")
 
 
-@login_required
+@login_or_token
 def training_file(request, slug: str, task: str, name: str):
     """One training file, streamed in blocks (never read whole into memory)."""
     from .datafiles import resolve_file

@@ -9,6 +9,7 @@ per-process LRU answers most requests without touching the cache backend; the sh
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import OrderedDict
 from typing import Any
 
@@ -19,6 +20,8 @@ from .models import RankingSnapshot
 
 SORT_KEYS = {"rank", "tier", "dsc", "nsd", "team", "method", "submitted", "n_failed", "n_cases"}
 LOCAL_MAX = 512
+# Off only to measure what the cache saves (bench/bench_leaderboard.py).
+ENABLED = os.environ.get("XENOBENCH_FRAGMENT_CACHE", "1") != "0"
 _local: OrderedDict[str, str] = OrderedDict()
 
 
@@ -79,7 +82,9 @@ def breakdown_tables(breakdowns: dict, rows: list[dict], label_names: list[str])
         by_state = breakdowns.get("by_state", {}).get(metric, {})
         states = sorted({k for v in by_state.values() for k in v})
         out.append(
-            _table(f"state-{metric}", f"Per tissue state · {metric.upper()}", states, by_state, rows)
+            _table(
+                f"state-{metric}", f"Per tissue state · {metric.upper()}", states, by_state, rows
+            )
         )
     for metric in ("dsc", "nsd"):
         by_species = breakdowns.get("by_species", {}).get(metric, {})
@@ -120,6 +125,8 @@ def render_fragment(
         return render_to_string(
             "leaderboards/_leaderboard.html", {"phase": phase, "snapshot": None, "full": full}
         )
+    if not ENABLED:
+        return _render(phase, snap, rows_for(snap), full=full, q=q, sort=sort, permalink=permalink)
     key = fragment_key(snap, vis, q, sort, permalink)
     html = _local_get(key)
     if html is not None:
@@ -149,9 +156,7 @@ def _render(phase, snap, visible: list[dict], *, full, q, sort, permalink) -> st
         "latest_version": latest,
         "breakdowns": breakdown_tables(snap.breakdowns, rows, phase.task.label_names),
         "sort_links": _sort_links(sort),
-        "versions": list(
-            phase.snapshots.order_by("-version").values("version", "created_at")[:20]
-        )
+        "versions": list(phase.snapshots.order_by("-version").values("version", "created_at")[:20])
         if full
         else [],
     }

@@ -49,13 +49,14 @@ def method_context(request, sub: Submission) -> dict:
     sp = species_breakdown([sub])
     by_species = {m: sp.get(m, {}).get(str(sub.pk), {}) for m in ("dsc", "nsd")}
     names = [n for n in labels if n in by_label["dsc"]] + sorted(set(by_label["dsc"]) - set(labels))
-    organs = [{"name": n, "dsc": by_label["dsc"].get(n), "nsd": by_label["nsd"].get(n)} for n in names]
+    organs = [
+        {"name": n, "dsc": by_label["dsc"].get(n), "nsd": by_label["nsd"].get(n)} for n in names
+    ]
     states = [
         {"name": s, "dsc": v, "nsd": by_state["nsd"].get(s)} for s, v in by_state["dsc"].items()
     ]
     species = [
-        {"name": s, "dsc": v, "nsd": by_species["nsd"].get(s)}
-        for s, v in by_species["dsc"].items()
+        {"name": s, "dsc": v, "nsd": by_species["nsd"].get(s)} for s, v in by_species["dsc"].items()
     ]
     per_subject = list(
         sub.case_scores.values("subject")

@@ -44,7 +44,9 @@ def chromium_path() -> str | None:
 def html_to_pdf(html: str, *, timeout: float = 120) -> bytes:
     exe = chromium_path()
     if exe is None:
-        raise PdfUnavailable(UNAVAILABLE.format(path=os.environ.get("CHROMIUM_PATH", DEFAULT_CHROMIUM)))
+        raise PdfUnavailable(
+            UNAVAILABLE.format(path=os.environ.get("CHROMIUM_PATH", DEFAULT_CHROMIUM))
+        )
     with tempfile.TemporaryDirectory(prefix="xb-pdf-") as tmp:
         src, out = Path(tmp) / "report.html", Path(tmp) / "report.pdf"
         src.write_text(html, encoding="utf-8")

@@ -26,9 +26,9 @@ def bar_chart(items: Sequence[dict], *, key: str = "dsc", label: str = "DSC per 
         y = 6 + i * 22
         v = o.get(key)
         name = escape(str(o["name"]))
-        parts.append(f'<text x="110" y="{y + 14}" text-anchor="end" font-size="12">{name}</text>')
+        parts.append(f'<text x="110" y="{y + 14}" text-anchor="end" font-size="13">{name}</text>')
         if v is None:
-            parts.append(f'<text x="118" y="{y + 14}" font-size="11">no data</text>')
+            parts.append(f'<text x="118" y="{y + 14}" font-size="12">no data</text>')
             continue
         w = 300 * max(0.0, min(1.0, float(v)))
         parts.append(

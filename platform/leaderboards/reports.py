@@ -148,8 +148,12 @@ def phase_report_context(phase, snap: RankingSnapshot | None) -> dict[str, Any]:
         engine_version=res.get("engine_version"),
         versions=res.get("versions") or {},
         figures=[
-            {"name": name, "title": FIGURE_TEXT.get(name, (name, ""))[0],
-             "caption": FIGURE_TEXT.get(name, ("", ""))[1], "svg": svg}
+            {
+                "name": name,
+                "title": FIGURE_TEXT.get(name, (name, ""))[0],
+                "caption": FIGURE_TEXT.get(name, ("", ""))[1],
+                "svg": svg,
+            }
             for name, svg in snap.figures.items()
         ],  # fmt: skip
         breakdowns=breakdown_tables(snap.breakdowns, snap.rows, phase.task.label_names),
@@ -192,10 +196,14 @@ def challenge_report_context(challenge, user) -> dict[str, Any]:
         ctx["consensus_error"] = str(exc)
         return ctx
     ids = "-".join(str(t["snapshot"].pk) for t in tasks if t["snapshot"] is not None)
-    key = "consensus-heatmap:" + hashlib.sha1(
-        (ids + "|" + "|".join(str(t["snapshot"].created_at) for t in tasks if t["snapshot"]))
-        .encode()
-    ).hexdigest()
+    key = (
+        "consensus-heatmap:"
+        + hashlib.sha1(
+            (
+                ids + "|" + "|".join(str(t["snapshot"].created_at) for t in tasks if t["snapshot"])
+            ).encode()
+        ).hexdigest()
+    )
     svg = cache.get(key)
     if svg is None:
         from evaluator.ranking.figures import rank_heatmap

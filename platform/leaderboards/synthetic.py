@@ -64,17 +64,30 @@ def add_scored_submissions(
                 conf = (np.eye(k, dtype=int) * 80 + rng.integers(0, 10, (k, k))).tolist()
                 cases.append(
                     CaseScore(
-                        submission=sub, case_id=case_id, subject=f"{sp}-s{s:02d}", species=sp,
-                        tissue_state=state, ok=not failed, error="timeout" if failed else "",
-                        dsc=dsc, nsd=nsd, confusion=conf,
+                        submission=sub,
+                        case_id=case_id,
+                        subject=f"{sp}-s{s:02d}",
+                        species=sp,
+                        tissue_state=state,
+                        ok=not failed,
+                        error="timeout" if failed else "",
+                        dsc=dsc,
+                        nsd=nsd,
+                        confusion=conf,
                     )  # fmt: skip
                 )
                 for j, name in enumerate(label_names):
                     v = 0.0 if failed else float(per_label[j])
                     label_rows.append(
                         LabelScore(
-                            submission=sub, case_id=case_id, subject=f"{sp}-s{s:02d}",
-                            tissue_state=state, species=sp, label=j, label_name=name, dsc=v,
+                            submission=sub,
+                            case_id=case_id,
+                            subject=f"{sp}-s{s:02d}",
+                            tissue_state=state,
+                            species=sp,
+                            label=j,
+                            label_name=name,
+                            dsc=v,
                             nsd=min(1.0, v + 0.05),
                         )  # fmt: skip
                     )

@@ -3,7 +3,6 @@ snapshots, filtered by the same permission rules as everything else."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -11,19 +10,22 @@ import json
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import cache_control
+from django.views.decorators.vary import vary_on_cookie
 
 from challenges.permissions import (
-    can_view_case_results,
     can_view_leaderboard,
-    can_view_scores,
     is_organizer,
     owns,
 )
-from challenges.views import get_challenge, get_phase
+from challenges.views import get_phase
 from submissions.models import Submission
 
+from .leaderboard import SORT_KEYS, render_fragment
+from .method import method_page  # noqa: F401 - routed as lv.method_page
 from .models import RankingSnapshot
-from .services import current_snapshot
+from .report_views import challenge_report, phase_report  # noqa: F401 - routed from urls
+from .services import LIGHT_FIELDS, current_snapshot
+
 
 def visible_rows(request, phase, snap: RankingSnapshot | None) -> list[dict]:
     """All rows where results are public (or for organizers); a team's own rows on
@@ -75,7 +77,9 @@ def leaderboard_context(request, phase, snap, *, permalink: bool = False) -> dic
 def _snapshot_or_404(phase, version: int | None) -> RankingSnapshot | None:
     if version is None:
         return current_snapshot(phase)
-    return get_object_or_404(RankingSnapshot, phase=phase, version=version)
+    return get_object_or_404(
+        RankingSnapshot.objects.only(*LIGHT_FIELDS), phase=phase, version=version
+    )
 
 
 def snapshot_page(request, slug, task, phase, version: int):
@@ -90,7 +94,7 @@ def snapshot_page(request, slug, task, phase, version: int):
         "can_see_leaderboard": True,
         "permalink": True,
     }
-    ctx.update(leaderboard_context(request, p, snap))
+    ctx.update(leaderboard_context(request, p, snap, permalink=True))
     return render(request, "challenges/phase_detail.html", ctx)
 
 
@@ -107,7 +111,8 @@ def _flat(r: dict) -> dict:
     }  # fmt: skip
 
 
-@cache_control(max_age=30)
+@cache_control(private=True, max_age=30)  # rows depend on the viewer: never a shared cache
+@vary_on_cookie
 def export(request, slug, task, phase, fmt: str):
     if fmt not in ("csv", "json"):
         raise Http404("Export formats: csv, json")
@@ -133,119 +138,7 @@ def export(request, slug, task, phase, fmt: str):
     return resp
 
 
-def method_page(request, pk: int):
-    sub = get_object_or_404(
-        Submission.objects.select_related("phase__task__challenge", "team"), pk=pk
-    )
-    get_challenge(request, sub.phase.challenge.slug)
-    if not can_view_scores(request.user, sub):
-        raise Http404("No such method")
-    snap = current_snapshot(sub.phase)
-    row = next((r for r in (snap.rows if snap else []) if r["submission_id"] == sub.pk), None)
-    by_label = {}
-    by_state = {}
-    if snap:
-        for metric in ("dsc", "nsd"):
-            by_label[metric] = (
-                snap.breakdowns.get("by_label", {}).get(metric, {}).get(str(sub.pk), {})
-            )
-            by_state[metric] = (
-                snap.breakdowns.get("by_state", {}).get(metric, {}).get(str(sub.pk), {})
-            )
-    labels = sub.phase.task.label_names
-    organs = [
-        {"name": n, "dsc": by_label.get("dsc", {}).get(n), "nsd": by_label.get("nsd", {}).get(n)}
-        for n in labels
-        if n in by_label.get("dsc", {})
-    ]
-    # Per-subject tables and failed case ids are per-case detail: only where the phase shows it.
-    case_detail = can_view_case_results(request.user, sub)
-    subjects = list(sub.case_scores.values("subject").order_by("subject").distinct())
-    from django.db.models import Avg, Count, Q
-
-    per_subject = (
-        sub.case_scores.values("subject")
-        .annotate(
-            dsc=Avg("dsc"), nsd=Avg("nsd"), n=Count("id"), failed=Count("id", filter=Q(ok=False))
-        )
-        .order_by("subject")
-        if case_detail
-        else []
-    )
-    confusion = _sum_confusion(sub, len(labels))
-    ctx = {"sub": sub, "phase": sub.phase, "row": row, "organs": organs, "by_state": by_state, "per_subject": per_subject,
-           "n_subjects": len(subjects), "labels": labels, "confusion": confusion,
-           "failed_cases": sub.case_scores.filter(ok=False)[:50] if case_detail else None}  # fmt: skip
-    ctx["organ_chart"] = _bar_svg(organs)
-    return render(request, "leaderboards/method.html", ctx)
-
-
-def _sum_confusion(sub, k: int) -> list[list[float]] | None:
-    import numpy as np
-
-    total = np.zeros((k, k), dtype=np.int64)
-    for conf in sub.case_scores.exclude(confusion=[]).values_list("confusion", flat=True):
-        arr = np.asarray(conf, dtype=np.int64)
-        if arr.shape == (k, k):
-            total += arr
-    if total.sum() == 0:
-        return None
-    rows = total.sum(axis=1, keepdims=True)
-    norm = np.divide(total, np.maximum(rows, 1))
-    return [[round(float(v), 3) for v in r] for r in norm]
-
-
-def _bar_svg(organs: list[dict]) -> str:
-    """A small inline bar chart (no JavaScript, no CDN) of DSC per organ."""
-    if not organs:
-        return ""
-    h = 22 * len(organs) + 30
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 460 {h}" role="img" aria-label="DSC per organ">'
-    ]
-    for i, o in enumerate(organs):
-        y = 10 + i * 22
-        v = o["dsc"] or 0.0
-        parts.append(
-            f'<text x="110" y="{y + 14}" text-anchor="end" font-size="12">{o["name"]}</text>'
-        )
-        parts.append(
-            f'<rect x="115" y="{y + 3}" width="{300 * v:.1f}" height="15" fill="#0072B2"><title>{o["name"]}: {v:.3f}</title></rect>'
-        )
-        parts.append(f'<text x="{120 + 300 * v:.1f}" y="{y + 14}" font-size="11">{v:.3f}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def report(request, slug, task, phase):
-    p = get_phase(request, slug, task, phase)
-    if not can_view_leaderboard(request.user, p):
-        raise Http404("No report")
-    snap = current_snapshot(p)
-    ctx = {"phase": p, "task": p.task, "challenge": p.challenge, "snapshot": snap, "rows": snap.rows if snap else [],
-           "dataset": _dataset_summary(p), "model": (snap.result.get("dsc") or {}).get("model") if snap else None}  # fmt: skip
-    if request.GET.get("download") == "html":
-        resp = render(request, "leaderboards/report_standalone.html", ctx)
-        resp["Content-Disposition"] = (
-            f'attachment; filename="{p.challenge.slug}-{p.task.slug}-{p.slug}-report.html"'
-        )
-        return resp
-    return render(request, "leaderboards/report.html", ctx)
-
-
-def _dataset_summary(phase) -> dict:
-    ds = phase.test_dataset
-    if not ds:
-        return {}
-    rows = [r for r in ds.manifest if r["image_name"] in set(phase.case_ids)]
-    from collections import Counter
-
-    return {
-        "images": len(rows),
-        "subjects": len({r["subject"] for r in rows}),
-        "species": dict(Counter(r["species"] for r in rows)),
-        "states": dict(Counter(r["tissue_state"] for r in rows)),
-    }
+report = phase_report  # the phase report keeps its route name
 
 
 def snapshot_json(request, slug, task, phase):

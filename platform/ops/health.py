@@ -49,10 +49,13 @@ def check_workers() -> dict:
     return {"ok": bool(alive), "workers": alive, "stale_after_s": settings.WORKER_STALE_SECONDS}
 
 
-def health_report() -> tuple[bool, dict]:
+def health_report(workers: bool = True) -> tuple[bool, dict]:
+    """workers=False is the web container's own health (database and broker): a web server
+    must not be restarted because no worker happens to be running."""
     report = {"database": check_database(), "broker": check_broker()}
-    report["workers"] = (
-        check_workers() if report["database"]["ok"] else {"ok": False, "error": "database down"}
-    )
+    if workers:
+        report["workers"] = (
+            check_workers() if report["database"]["ok"] else {"ok": False, "error": "database down"}
+        )
     ok = all(part["ok"] for part in report.values())
     return ok, {"status": "ok" if ok else "unavailable", **report}

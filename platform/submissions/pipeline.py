@@ -177,6 +177,14 @@ def _queue_chunks(chunk_ids: list[int]) -> None:
         _queue_chunk(chunk.pk, chunk.attempt)
 
 
+def _chunk_queue(chunk_id: int) -> str:
+    """Phases with `gpu` run their chunks on GPU_QUEUE where one is configured."""
+    gpu_queue = getattr(settings, "GPU_QUEUE", "")
+    if gpu_queue and Chunk.objects.filter(pk=chunk_id, submission__phase__gpu=True).exists():
+        return gpu_queue
+    return "evaluation"
+
+
 def _channels(phase: Phase) -> int:
     ds = phase.test_dataset
     if ds and ds.cubes_dir and phase.case_ids:
@@ -541,4 +549,4 @@ def _queue_start(submission_id: int, attempt: int) -> None:
 def _queue_chunk(chunk_id: int, attempt: int, countdown: float | None = None) -> None:
     from .tasks import evaluate_chunk
 
-    _send(evaluate_chunk, [chunk_id, attempt], "evaluation", countdown)
+    _send(evaluate_chunk, [chunk_id, attempt], _chunk_queue(chunk_id), countdown)

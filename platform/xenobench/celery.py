@@ -32,6 +32,12 @@ app.conf.update(
     accept_content=["json"],
     result_expires=24 * 3600,
     broker_connection_retry_on_startup=True,
+    # Survive broker restarts: reconnect forever; a running evaluation keeps running (its
+    # results go to the database, not the broker) and is never cancelled on connection loss.
+    broker_connection_max_retries=None,
+    worker_cancel_long_running_tasks_on_connection_loss=False,
+    result_backend_always_retry=True,
+    result_backend_max_retries=5,
     worker_hijack_root_logger=False,
 )
 app.autodiscover_tasks()

@@ -114,6 +114,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_ROOT / "test-db.sqlite3")}
+else:
+    # Persistent connections are checked before reuse, so a database restart costs one failed
+    # request instead of a stream of them; a down server fails fast instead of hanging.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "5"))
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache, broker, results ---------------------------------------------------------------
@@ -154,8 +161,12 @@ elif CELERY_BROKER_URL.startswith("redis"):
         "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
     }
 
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_ROOT / "celerybeat-schedule")
+
 EVALUATION_TIME_LIMIT = int(os.environ.get("EVALUATION_TIME_LIMIT", "7200"))
 STATISTICS_TIME_LIMIT = int(os.environ.get("STATISTICS_TIME_LIMIT", "900"))
+# Chunks of GPU phases go to this queue when set (GPU workers consume it: docs/deployment.md).
+GPU_QUEUE = os.environ.get("GPU_QUEUE", "")
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "5"))
 WORKER_STALE_SECONDS = float(os.environ.get("WORKER_STALE_SECONDS", "20"))
 
@@ -213,10 +224,44 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    if env_bool("SECURE_PROXY_SSL", False):  # behind a TLS-terminating proxy that sets it
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
     }
+
+# --- optional S3-compatible object storage (django-storages) for media files --------------
+# Local disk under DATA_ROOT is the default. Uploaded models and test sets stay on a volume
+# shared by web and workers (docs/deployment.md): the sandbox bind-mounts them as files.
+S3_BUCKET = os.environ.get("S3_BUCKET", "")
+if S3_BUCKET:
+    try:
+        import storages  # noqa: F401
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            "S3_BUCKET is set but django-storages is not installed: "
+            "pip install django-storages[s3] boto3 (see docker/Dockerfile)"
+        ) from exc
+    STORAGES = {
+        **globals().get("STORAGES", {}),
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": S3_BUCKET,
+                "endpoint_url": os.environ.get("S3_ENDPOINT_URL") or None,
+                "access_key": os.environ.get("S3_ACCESS_KEY_ID", ""),
+                "secret_key": os.environ.get("S3_SECRET_ACCESS_KEY", ""),
+                "region_name": os.environ.get("S3_REGION", "us-east-1"),
+                "default_acl": None,
+                "querystring_auth": True,
+                "file_overwrite": False,
+            },
+        },
+    }
+    STORAGES.setdefault(
+        "staticfiles", {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    )
 
 # --- mail (notifications) -------------------------------------------------------------------
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")

@@ -23,6 +23,7 @@ urlpatterns = [
     path("c/<slug:slug>/", cv.challenge_detail, name="challenge-detail"),
     path("c/<slug:slug>/join", cv.join, name="challenge-join"),
     path("c/<slug:slug>/team", cv.team, name="challenge-team"),
+    path("c/<slug:slug>/report/", lv.challenge_report, name="challenge-report"),
     path("c/<slug:slug>/<slug:task>/", cv.task_detail, name="task-detail"),
     path("c/<slug:slug>/<slug:task>/data.json", cv.training_data, name="task-data"),
     path("c/<slug:slug>/<slug:task>/SHA256SUMS", cv.training_sha256sums, name="task-data-sums"),

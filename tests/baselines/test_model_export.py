@@ -31,6 +31,17 @@ def model() -> torch.nn.Module:
     return m.eval()
 
 
+@pytest.fixture(scope="module")
+def exports(model, tmp_path_factory) -> dict[str, object]:
+    """Each format exported (and checked against the eager model) once per module."""
+    folder = tmp_path_factory.mktemp("exports")
+    return {
+        "torchscript": export_torchscript(model, folder / "m.pt"),
+        "onnx": export_onnx(model, folder / "m.onnx", channels=C),
+        "torch_export": export_torch_export(model, folder / "m.pt2"),
+    }
+
+
 @pytest.mark.parametrize("shape", [(1, 16, 16), (2, 13, 27), (3, 5, 9)])
 def test_any_height_and_width(model, shape) -> None:
     b, h, w = shape
@@ -40,15 +51,15 @@ def test_any_height_and_width(model, shape) -> None:
     assert count_parameters(model) > 0
 
 
-def test_torchscript_round_trip(model, tmp_path) -> None:
-    path = export_torchscript(model, tmp_path / "m.pt")
+def test_torchscript_round_trip(model, exports) -> None:
+    path = exports["torchscript"]
     assert check_export(model, path, "torchscript", shapes=((2, 11, 7),)) < 1e-4
 
 
-def test_onnx_round_trip_with_onnxruntime(model, tmp_path) -> None:
+def test_onnx_round_trip_with_onnxruntime(model, exports) -> None:
     import onnx
 
-    path = export_onnx(model, tmp_path / "m.onnx", channels=C)
+    path = exports["onnx"]
     proto = onnx.load(str(path))
     assert proto.opset_import[0].version >= 17
     dims = proto.graph.input[0].type.tensor_type.shape.dim
@@ -56,13 +67,13 @@ def test_onnx_round_trip_with_onnxruntime(model, tmp_path) -> None:
     assert check_export(model, path, "onnx", shapes=((1, 33, 17), (2, 8, 8))) < 1e-4
 
 
-def test_torch_export_round_trip(model, tmp_path) -> None:
-    path = export_torch_export(model, tmp_path / "m.pt2")
+def test_torch_export_round_trip(model, exports) -> None:
+    path = exports["torch_export"]
     assert check_export(model, path, "torch_export", shapes=((1, 64, 80), (2, 9, 6))) < 1e-4
 
 
-def test_check_export_catches_a_different_model(model, tmp_path) -> None:
-    path = export_torchscript(model, tmp_path / "m.pt")
+def test_check_export_catches_a_different_model(exports) -> None:
+    path = exports["torchscript"]
     other = build_model(C, K, width=8).eval()
     with pytest.raises(ExportMismatch):
         check_export(other, path, "torchscript")
@@ -78,3 +89,21 @@ def test_export_model_picks_format_from_suffix(model, tmp_path) -> None:
     loaded = torch.jit.load(str(path))
     x = torch.rand(1, C, 10, 12)
     np.testing.assert_allclose(loaded(x).detach().numpy(), model(x).detach().numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "torch_export"])
+def test_harness_loads_every_export(model, exports, fmt) -> None:
+    """The evaluator sniffs the format from content and runs the file like the sandbox does."""
+    from evaluator.harness.loaders import load
+    from evaluator.harness.preprocess import preprocess
+    from evaluator.modelformats import sniff_format
+
+    path = exports[fmt]
+    assert sniff_format(path) == fmt
+    cube = np.random.default_rng(0).uniform(0.1, 1.0, (48, 64, C)).astype(np.float32)
+    batch = preprocess(cube, "l1")[None]
+    labels, kind = load(str(path), fmt, num_classes=K, threads=1, gpu=False)(batch)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch)).argmax(1).numpy()
+    assert kind == "scores" and labels.shape == (1, 48, 64)
+    assert (labels == expected).mean() > 0.999

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -114,7 +115,8 @@ def test_tampered_torchscript_code_cannot_run_python(bwrap_ok, model_dir, tmp_pa
 def test_onnx_external_data_pointing_at_labels_is_refused(tmp_path, cubes):
     folder = tmp_path / "upload"
     folder.mkdir()
-    evil = models.onnx_conv(folder / "m.onnx", external=f"../../{cubes.parent.name}/labels/x")
+    labels = cubes.parent / "labels" / f"{CASES[0]}.npy"
+    evil = models.onnx_conv(folder / "m.onnx", external=os.path.relpath(labels, folder))
     report = validate_model(evil, channels=C, num_classes=K, limits=LIMITS)
     assert not report.ok and report.error_kind == "format_error"
     assert "outside the model's folder" in report.message
@@ -250,3 +252,24 @@ def test_rerun_leaves_no_stale_outputs(bwrap_ok, model_dir, cubes, tmp_path):
     second, _ = infer(model_dir / "wrong_shape.onnx", cubes, out)
     assert not second.ok
     assert only_outputs(out) == []  # no earlier map may pass for this run's result
+
+
+def test_onnx_external_data_escape_fails_inside_the_sandbox_too(bwrap_ok, cubes, tmp_path):
+    """Defence in depth: even if the trusted check were bypassed, the labels are not there."""
+    import evaluator.inference as inference
+    from evaluator.modelformats import ModelInfo
+
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    labels = cubes.parent / "labels" / f"{CASES[0]}.npy"
+    target = os.path.relpath(labels, folder)
+    evil = models.onnx_conv(folder / "m.onnx", external=target)
+    assert (folder / target).resolve().exists()  # the file really is there on the host
+    forged = ModelInfo("onnx", evil, evil.stat().st_size)  # as if sniffing had let it pass
+    result = inference._run_harness(
+        forged, {"mode": "validate", "channels": C, "dummy_hw": [8, 8]}, tmp_path / "o",
+        None, [], K, "l1", LIMITS, "bwrap", False, None,
+    )  # fmt: skip
+    fatal = [e for e in result.events if e.get("event") == "fatal"]
+    assert fatal and fatal[0]["kind"] == "model_error", result
+    assert "could not be loaded" in fatal[0]["message"]

@@ -187,3 +187,22 @@ def test_l1_preprocessing_matches_reference():
         np.abs(l1_normalize(cube.astype(np.float16))).sum(0)[5, 5], 1.0, 1e-3
     )
     assert preprocess(cube, "none").shape == (9, 37, 11)
+
+
+def test_tar_with_oversized_pax_header_is_refused(tmp_path):
+    """tarfile would read a pax header whole into memory: refuse before it does."""
+    header = bytearray(512)
+    header[0:9] = b"PaxHeader"
+    header[100:108] = b"0000644\0"
+    header[124:136] = b"%011o\0" % (64 * 1024**2)
+    header[156:157] = b"x"
+    header[257:263] = b"ustar\0"
+    header[263:265] = b"00"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    path = tmp_path / "pax.tar"
+    with open(path, "wb") as fh:
+        fh.write(bytes(header))
+        fh.truncate(512 + 64 * 1024**2 + 1024)  # sparse: cheap on disk
+    with pytest.raises(ModelFormatError, match="oversized metadata header"):
+        sniff_format(path)

@@ -182,7 +182,6 @@ def test_process_bomb_is_contained(bwrap_ok, tmp_path):
     # (root worker, where the kernel exempts uid 0 from RLIMIT_NPROC).
     assert "fork refused" in result.log or result.process_limit, result
     assert not result.timed_out  # stopped early, not at the wall-clock limit
-    assert result.elapsed < 15  # the sleeping children were killed, not waited for
 
 
 def test_output_far_larger_than_allowed_is_cut(bwrap_ok, tmp_path):

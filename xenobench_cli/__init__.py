@@ -1,0 +1,1 @@
+"""`xenobench`: command-line client of the XenoBench REST API (standard library only)."""
