@@ -60,7 +60,7 @@ def _figure(width: float, height: float) -> Figure:
 def _svg(fig: Figure) -> str:
     buf = io.StringIO()
     with matplotlib.rc_context(_RC):
-        fig.savefig(buf, format="svg")
+        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.1)
     return buf.getvalue()
 
 

@@ -1,11 +1,17 @@
-"""Ranking recomputation on the statistics queue, debounced: a burst of finished submissions
-triggers one recomputation."""
+"""Ranking recomputation on the statistics queue, debounced and rate-limited: a burst of
+finished submissions triggers one recomputation, and a phase is re-ranked at most once per
+RANKING_MIN_INTERVAL_SECONDS (a full ranking with 1000 bootstraps takes seconds)."""
 
 from __future__ import annotations
 
-from celery import shared_task
-from django.core.cache import cache
+import logging
 
+from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
 DEBOUNCE_SECONDS = 3
 
 
@@ -13,10 +19,32 @@ def _key(phase_id: int) -> str:
     return f"ranking-scheduled:{phase_id}"
 
 
+def _countdown(phase_id: int) -> float:
+    from .models import RankingSnapshot
+
+    last = (
+        RankingSnapshot.objects.filter(phase_id=phase_id)
+        .order_by("-version")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if last is None:
+        return DEBOUNCE_SECONDS
+    since = (timezone.now() - last).total_seconds()
+    return max(DEBOUNCE_SECONDS, settings.RANKING_MIN_INTERVAL_SECONDS - since)
+
+
 def schedule_ranking(phase_id: int) -> bool:
-    if not cache.add(_key(phase_id), 1, timeout=300):
+    if not cache.add(_key(phase_id), 1, timeout=600):
         return False  # one is already scheduled and will see this result too
-    recompute_ranking.apply_async(args=[phase_id], countdown=DEBOUNCE_SECONDS, queue="statistics")
+    try:
+        recompute_ranking.apply_async(
+            args=[phase_id], countdown=_countdown(phase_id), queue="statistics"
+        )
+    except Exception:  # noqa: BLE001 - broker down: let the next result (or an organizer) retry
+        cache.delete(_key(phase_id))
+        log.warning("could not schedule the ranking of phase %s", phase_id)
+        return False
     return True
 
 

@@ -200,9 +200,12 @@ def submit(
 
 
 def enqueue_evaluation(submission_id: int, attempt: int) -> None:
+    """Publish the evaluation; if the broker is down the submission stays queued and the
+    reconciler re-sends it, so the upload still succeeds."""
+    from .pipeline import _send
     from .tasks import evaluate_submission
 
-    evaluate_submission.apply_async(args=[submission_id, attempt], queue="evaluation")
+    _send(evaluate_submission, [submission_id, attempt], queue="evaluation")
 
 
 def cancel(sub: Submission, actor) -> Submission:

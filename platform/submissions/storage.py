@@ -3,6 +3,7 @@ memory, never opened as a model on this (trusted) side."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import uuid
@@ -41,6 +42,14 @@ def store_upload(
                 fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        folder.rmdir()
+        if exc.errno == errno.ENOSPC:
+            raise UploadError(
+                "the server has no disk space left for uploads right now; nothing was charged, please try again later"
+            ) from exc
+        raise
     except BaseException:
         path.unlink(missing_ok=True)
         folder.rmdir()

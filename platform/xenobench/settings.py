@@ -273,3 +273,4 @@ RECONCILE_EVERY_SECONDS = float(os.environ.get("RECONCILE_EVERY_SECONDS", "60"))
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "submissions.tasks.reconcile", "schedule": RECONCILE_EVERY_SECONDS},
 }
+RANKING_MIN_INTERVAL_SECONDS = float(os.environ.get("RANKING_MIN_INTERVAL_SECONDS", "10"))
