@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
+# What headless Chromium needs on a closed, GPU-less server (also used by the browser tests).
+CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
@@ -23,9 +23,8 @@ FLAGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
-    "--disable-dev-shm-usage",
-    "--no-pdf-header-footer",
 ]
+FLAGS = ["--headless", *CHROMIUM_ARGS, "--disable-dev-shm-usage", "--no-pdf-header-footer"]
 UNAVAILABLE = (
     "PDF export needs Chromium ({path}), which is not installed on this server. "
     "Download the report as a single HTML file instead and print it to PDF from your browser."

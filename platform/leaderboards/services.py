@@ -34,8 +34,9 @@ def eligible_submissions(phase: Phase) -> list[Submission]:
         if phase.leaderboard_rule == "latest":
             best[key] = s
         elif phase.leaderboard_rule == "chosen":
+            # The latest chosen one; the latest one while none is chosen.
             if cur is None or s.chosen or not cur.chosen:
-                best[key] = s if (s.chosen or cur is None or not cur.chosen) else cur
+                best[key] = s
         elif cur is None or (s.mean_dsc or 0) > (cur.mean_dsc or 0):
             best[key] = s
     return sorted(best.values(), key=lambda s: s.pk)

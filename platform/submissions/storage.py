@@ -42,21 +42,15 @@ def store_upload(
                 fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
-    except OSError as exc:
-        path.unlink(missing_ok=True)
-        folder.rmdir()
-        if exc.errno == errno.ENOSPC:
+    except BaseException as exc:
+        discard(path)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise UploadError(
                 "the server has no disk space left for uploads right now; nothing was charged, please try again later"
             ) from exc
         raise
-    except BaseException:
-        path.unlink(missing_ok=True)
-        folder.rmdir()
-        raise
     if size == 0:
-        path.unlink()
-        folder.rmdir()
+        discard(path)
         raise UploadError("the uploaded file is empty (0 bytes)")
     return path, size, digest.hexdigest()
 

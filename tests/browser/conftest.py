@@ -9,18 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from leaderboards.pdf import CHROMIUM_ARGS
 from tests.platform.conftest import human_test_root, live_worker  # noqa: F401 - shared fixtures
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+ARGS = CHROMIUM_ARGS
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 

@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.integration.procs import platform_env, worker
+from tests.integration.procs import platform_env, wait_until, worker
 
 from .builders import simulate
 
@@ -32,10 +32,5 @@ def live_worker(transactional_db):
 
 
 def wait_for(pred, timeout: float = 180, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """wait_until with the longer defaults that a real evaluation needs."""
+    return wait_until(pred, timeout=timeout, interval=interval, what=what)
