@@ -62,7 +62,9 @@ def case_table(subs: list[Submission]) -> pd.DataFrame:
 
 def label_breakdown(subs: list[Submission]) -> dict[str, Any]:
     """Per organ and per tissue state: mean over subjects of per-subject means (the study's
-    hierarchy), for each submission."""
+    hierarchy, evaluator.aggregation), for each submission."""
+    from evaluator.aggregation import aggregate_hierarchical, by_tissue_state
+
     rows = LabelScore.objects.filter(submission__in=subs).values(
         "submission_id", "case_id", "subject", "tissue_state", "label_name", "dsc", "nsd"
     )
@@ -70,22 +72,24 @@ def label_breakdown(subs: list[Submission]) -> dict[str, Any]:
     out: dict[str, Any] = {"by_label": {}, "by_state": {}}
     if df.empty:
         return out
+    df = df.rename(columns={"case_id": "case", "label_name": "label"})
     for metric in METRICS:
-        per_subject = df.groupby(["submission_id", "label_name", "subject"])[metric].mean()
-        by_label = per_subject.groupby(level=[0, 1]).mean().unstack(fill_value=float("nan"))
-        out["by_label"][metric] = {
-            str(sid): {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()}
-            for sid, row in by_label.iterrows()
-        }
-        per_state = df.groupby(["submission_id", "tissue_state", "label_name", "subject"])[
-            metric
-        ].mean()
-        by_state = per_state.groupby(level=[0, 1, 2]).mean().groupby(level=[0, 1]).mean().unstack()
-        out["by_state"][metric] = {
-            str(sid): {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()}
-            for sid, row in by_state.iterrows()
-        }
+        by_label, by_state = {}, {}
+        for sid, part in df.groupby("submission_id", sort=True):
+            by_label[sid] = aggregate_hierarchical(part, metric).per_label
+            by_state[sid] = by_tissue_state(part, metric).set_index("tissue_state")[metric]
+        out["by_label"][metric] = _per_submission(by_label)
+        out["by_state"][metric] = _per_submission(by_state)
     return out
+
+
+def _per_submission(values: dict[int, pd.Series]) -> dict[str, dict[str, float | None]]:
+    """Every submission gets every column (None where it has no value), rounded for JSON."""
+    table = pd.DataFrame(values).T.sort_index(axis=1)
+    return {
+        str(sid): {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()}
+        for sid, row in table.iterrows()
+    }
 
 
 def species_breakdown(subs: list[Submission]) -> dict[str, Any]:
