@@ -9,12 +9,9 @@ publish the hidden phases and print the leaderboards.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,42 +150,13 @@ def build_challenge(train_root: Path, test_root: Path, quick: bool):
     return ch
 
 
-def api(
-    url: str,
-    path: str,
-    token: str | None = None,
-    data: bytes | None = None,
-    ctype: str | None = None,
-) -> dict:
-    req = urllib.request.Request(url.rstrip("/") + path, data=data)
-    if token:
-        req.add_header("Authorization", f"Token {token}")
-    if ctype:
-        req.add_header("Content-Type", ctype)
-    with urllib.request.urlopen(req, timeout=120) as r:  # noqa: S310 - our own server
-        return json.loads(r.read())
-
-
 def upload(url: str, token: str, phase_id: int, model: Path, method: str, description: str) -> dict:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for k, v in (("method_name", method), ("description", description)):
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        )
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="model"; filename="{model.name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode()
-        + model.read_bytes()
-        + b"\r\n"
-    )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return api(
-        url,
-        f"/api/phases/{phase_id}/submit/",
-        token,
-        b"".join(parts),
-        f"multipart/form-data; boundary={boundary}",
+    """The same streamed multipart upload as `xenobench submit`."""
+    from xenobench_cli.client import Api
+
+    fields = {"method_name": method, "description": description}
+    return Api(url, token, timeout=120).upload(
+        f"/api/phases/{phase_id}/submit/", fields, "model", model
     )
 
 
