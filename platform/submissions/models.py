@@ -111,6 +111,9 @@ class CaseScore(models.Model):
     tissue_state = models.CharField(max_length=20, blank=True)
     ok = models.BooleanField(default=True)
     error = models.TextField(blank=True)
+    error_kind = models.CharField(
+        max_length=30, blank=True, help_text="timeout, memory, invalid_output, model_error, ..."
+    )
     dsc = models.FloatField()
     nsd = models.FloatField()
     confusion = models.JSONField(default=list, blank=True)

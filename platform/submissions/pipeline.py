@@ -317,6 +317,7 @@ def _score_chunk(sub: Submission, chunk: Chunk, result, out_dir: Path) -> str:
         ref = np.load(Path(ds.labels_dir) / f"{case_id}.npy", allow_pickle=False)
         cr = result.cases.get(case_id)
         error = ""
+        error_kind = ""
         confusion: list = []
         if cr is not None and cr.ok:
             pred = np.load(out_dir / f"{case_id}.npy", allow_pickle=False)
@@ -328,11 +329,12 @@ def _score_chunk(sub: Submission, chunk: Chunk, result, out_dir: Path) -> str:
                 rows = scores.rows
                 confusion = scores.confusion.tolist()
             except ScoringError as exc:
-                error = str(exc)
+                error, error_kind = str(exc), "invalid_output"
         else:
             error = (
                 cr.message if cr else "no prediction was produced"
             ) or "no prediction was produced"
+            error_kind = (cr.error_kind if cr else None) or "missing"
         if error:
             failures += 1
             present = sorted(
@@ -367,7 +369,13 @@ def _score_chunk(sub: Submission, chunk: Chunk, result, out_dir: Path) -> str:
         nsd = float(np.mean([r["nsd"] for r in rows])) if rows else 0.0
         case_rows.append(
             CaseScore(
-                **common, ok=not error, error=error[:2000], dsc=dsc, nsd=nsd, confusion=confusion
+                **common,
+                ok=not error,
+                error=error[:2000],
+                error_kind=error_kind,
+                dsc=dsc,
+                nsd=nsd,
+                confusion=confusion,
             )
         )
 
@@ -439,11 +447,7 @@ def finalize(submission_id: int, attempt: int) -> str:
         if n and failed == n:
             first = scores.filter(ok=False).first()
             reason = first.error if first else "no case produced a valid prediction"
-            timed_out = (
-                "time limit" in reason.lower()
-                or "timeout" in reason.lower()
-                or "timed out" in reason.lower()
-            )
+            timed_out = first is not None and first.error_kind == "timeout"
             sub.status = Status.TIMED_OUT if timed_out else Status.FAILED
             sub.failure_kind = "timeout" if timed_out else "model_error"
             sub.status_reason = f"no case could be scored: {reason}"[:2000]

@@ -511,3 +511,26 @@ def test_register_dataset_command(human_test_root, tmp_path):
     (broken / "manifest.csv").write_text("image_name,species\nP1#a,dog\n")
     with pytest.raises(CommandError, match="dataset not registered"):
         call_command("register_dataset", str(broken), "--name", "x", "--role", "train")
+
+
+# --- final status from the harness's error kind ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("timeout", "timed_out"), ("memory", "failed"), ("model_error", "failed")]
+)
+def test_all_cases_failed_status_follows_the_error_kind_not_its_wording(world, kind, status):
+    from submissions.models import CaseScore, Chunk
+    from submissions.pipeline import finalize
+
+    sub = make_sub(world["phase"], world["alice"], status="scoring")
+    Chunk.objects.create(submission=sub, index=0, case_ids=["c1", "c2"], status="done")
+    for case in ("c1", "c2"):
+        CaseScore.objects.create(
+            submission=sub, case_id=case, subject="s1", ok=False, dsc=0.0, nsd=0.0,
+            error="stopped after 120 s", error_kind=kind,
+        )  # fmt: skip
+    assert finalize(sub.pk, sub.attempt) == status
+    sub.refresh_from_db()
+    assert sub.status == status and sub.n_cases_failed == 2
+    assert sub.counts_against_quota  # the model's fault, whatever the kind
