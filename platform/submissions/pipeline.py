@@ -194,17 +194,19 @@ def _channels(phase: Phase) -> int:
     return 100
 
 
+def _lock_chunk(chunk_id: int) -> Chunk | None:
+    """The chunk and its submission, row-locked until the transaction ends."""
+    return (
+        Chunk.objects.select_for_update().select_related("submission").filter(pk=chunk_id).first()
+    )
+
+
 def run_chunk(chunk_id: int, attempt: int, hostname: str = "") -> str:
     """Sandboxed inference over the chunk's cases, then trusted scoring and storage."""
     from evaluator.inference import run_inference
 
     with transaction.atomic():
-        chunk = (
-            Chunk.objects.select_for_update()
-            .select_related("submission")
-            .filter(pk=chunk_id)
-            .first()
-        )
+        chunk = _lock_chunk(chunk_id)
         if chunk is None or chunk.attempt != attempt or chunk.status in ("done", "cancelled"):
             return "stale"
         sub = chunk.submission
@@ -518,12 +520,7 @@ def _gave_up(public: str) -> str:
 
 def requeue_chunk(chunk_id: int, reason: str, public: str = "") -> str:
     with transaction.atomic():
-        chunk = (
-            Chunk.objects.select_for_update()
-            .select_related("submission")
-            .filter(pk=chunk_id)
-            .first()
-        )
+        chunk = _lock_chunk(chunk_id)
         if chunk is None or chunk.status in ("done", "cancelled") or chunk.submission.is_final:
             return "final"
         if chunk.retries >= MAX_PLATFORM_RETRIES:
