@@ -1,10 +1,13 @@
 """Export a trained network in the formats the evaluation harness runs, and check each file.
 
-Every exporter writes one self-contained file taking ``[B, C, H, W]`` float32 L1-normalised
-spectra (B, H and W dynamic) and returning ``[B, K, H, W]`` logits, then (by default) loads
-it back the way the harness does (torch.jit.load / onnxruntime / torch.export.load) and
-compares its output with the eager model on an input whose size differs from the one used
-for export, so fixed-shape exports are caught too.
+Every exporter writes one self-contained file taking ``[B, C, H, W]`` float32 spectra
+already preprocessed by the platform (``datasets.spectral.preprocess`` with the task's
+``preprocessing``; L1 by default) and returning ``[B, K, H, W]`` logits. The exported graph
+never normalises again: the harness feeds exactly what the starter kit trained on, and a
+second normalisation inside the model could only differ from it (e.g. for NaN pixels).
+Each file is then (by default) loaded back the way the harness does (torch.jit.load /
+onnxruntime / torch.export.load) and compared with the eager model on preprocessed inputs
+whose size differs from the one used for export, so fixed-shape exports are caught too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from datasets.spectral import preprocess
 
 __all__ = [
     "ExportMismatch",
@@ -44,9 +49,10 @@ def _channels(model: nn.Module, channels: int | None) -> int:
 
 
 def _example(channels: int, batch: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, channels, h, w, generator=g) + 0.05
-    return x / x.sum(dim=1, keepdim=True)  # L1-normalised, like the harness input
+    """A [B, C, H, W] batch exactly as the harness builds it from (H, W, C) cubes."""
+    rng = np.random.default_rng(seed)
+    cubes = rng.uniform(0.05, 1.05, (batch, h, w, channels)).astype(np.float32)
+    return torch.from_numpy(preprocess(cubes, "l1", channels_first=True).swapaxes(0, 1).copy())
 
 
 def _run_exported(path: Path, fmt: str, x: torch.Tensor) -> np.ndarray:

@@ -69,8 +69,10 @@ def main() -> None:
     args = parser.parse_args()
     h, w = (int(v) for v in args.size.split("x"))
     cube = simulate_image("pig", "physiological", h, w, seed=1).cube
-    print(f"cube {cube.shape} float32, {cube.nbytes / 1e6:.1f} MB; cores {os.cpu_count()}, "
-          f"blosc2 {blosc2.__version__} threads {blosc2.nthreads}")  # fmt: skip
+    print(
+        f"cube {cube.shape} float32, {cube.nbytes / 1e6:.1f} MB; cores {os.cpu_count()}, "
+        f"blosc2 {blosc2.__version__} threads {blosc2.nthreads}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         files = {
@@ -86,17 +88,24 @@ def main() -> None:
         def load_base() -> object:
             return np.load(base_file)
 
-        print(f"\n{'format':32s} {'read ms':>8s} {'npy32 ms':>9s} {'x raw':>6s} {'MB':>7s} "
-              f"{'smaller':>8s}")  # fmt: skip
+        print(
+            f"\n{'format':32s} {'read ms':>8s} {'npy32 ms':>9s} {'x raw':>6s} {'MB':>7s} "
+            f"{'smaller':>8s}"
+        )
         c16 = files["b2nd float16 (chosen)"]
-        rows = [(f"{label} read_cube", path, lambda p=path: read_cube(p, mmap=False))
-                for label, path in files.items() if not label.startswith("npy float32")]  # fmt: skip
+        rows = [
+            (f"{label} read_cube", path, lambda p=path: read_cube(p, mmap=False))
+            for label, path in files.items()
+            if not label.startswith("npy float32")
+        ]
         rows.append(("b2nd float16 -> float32", c16, lambda: read_cube(c16, dtype=np.float32)))
         for label, path, fn in rows:
             tb, t, ratio = paired(load_base, fn, args.repeats)
             size = path.stat().st_size
-            print(f"{label:32s} {t * 1e3:8.1f} {tb * 1e3:9.1f} {ratio:6.2f} {size / 1e6:7.1f} "
-                  f"{base_size / size:7.2f}x")  # fmt: skip
+            print(
+                f"{label:32s} {t * 1e3:8.1f} {tb * 1e3:9.1f} {ratio:6.2f} {size / 1e6:7.1f} "
+                f"{base_size / size:7.2f}x"
+            )
         _, _, ratio = paired(load_base, lambda: read_cube(c16), args.repeats)
         ratio_size = base_size / c16.stat().st_size
         print(
@@ -109,23 +118,34 @@ def main() -> None:
         t_band = median_time(lambda: lazy[200:232], args.repeats)
         print(f"lazy 32-row band from b2nd: {t_band * 1e3:.1f} ms")
         if args.all:
-            print(f"\ncandidates (float16, 32-row chunks)\n{'codec':24s} {'read ms':>8s} "
-                  f"{'x raw':>6s} {'smaller':>8s} {'write 1 thread ms':>18s}")  # fmt: skip
+            print(
+                f"\ncandidates (float16, 32-row chunks)\n{'codec':24s} {'read ms':>8s} "
+                f"{'x raw':>6s} {'smaller':>8s} {'write 1 thread ms':>18s}"
+            )
             c = cube.astype(np.float16)
             for codec, level, filt in CANDIDATES:
                 path = d / f"{codec}{level}{filt}.b2nd"
                 t0 = time.perf_counter()
                 blosc2.asarray(
-                    c, urlpath=str(path), mode="w", chunks=(32, w, c.shape[2]),
-                    cparams=blosc2.CParams(codec=blosc2.Codec[codec], clevel=level,
-                                           filters=[blosc2.Filter[filt]], nthreads=1),
-                )  # fmt: skip
+                    c,
+                    urlpath=str(path),
+                    mode="w",
+                    chunks=(32, w, c.shape[2]),
+                    cparams=blosc2.CParams(
+                        codec=blosc2.Codec[codec],
+                        clevel=level,
+                        filters=[blosc2.Filter[filt]],
+                        nthreads=1,
+                    ),
+                )
                 tw = time.perf_counter() - t0
                 _, t, ratio = paired(
                     load_base, lambda p=path: cube_io._b2nd_read(blosc2.open(str(p))), args.repeats
                 )
-                print(f"{codec + ' ' + str(level) + ' ' + filt:24s} {t * 1e3:8.1f} "
-                      f"{ratio:6.2f} {base_size / path.stat().st_size:7.2f}x {tw * 1e3:18.0f}")  # fmt: skip
+                print(
+                    f"{codec + ' ' + str(level) + ' ' + filt:24s} {t * 1e3:8.1f} "
+                    f"{ratio:6.2f} {base_size / path.stat().st_size:7.2f}x {tw * 1e3:18.0f}"
+                )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Leaderboard page throughput and latency under gunicorn (2 sync workers, as in production).
 
-Builds a throwaway SQLite site with one phase of ~30 ranked submissions (synthetic scores,
-real ranking engine), starts gunicorn on a loopback port and drives it with a bounded
-asyncio HTTP/1.1 client (one connection per request: gunicorn's sync workers close them).
+Builds a throwaway SQLite site with one phase of ~30 ranked submissions (synthetic scores
+from tests/platform/leaderboards/synthetic.py, real ranking engine), starts gunicorn on a
+loopback port and drives it with a bounded asyncio HTTP/1.1 client (one connection per
+request: gunicorn's sync workers close them).
 Measured side by side in the same run: the page with the snapshot fragment cache (the
 default) and with it switched off (XENOBENCH_FRAGMENT_CACHE=0).
 
@@ -50,7 +51,7 @@ def populate(data_root: Path, n_methods: int) -> str:
 
     from challenges.models import Challenge, Phase, Task
     from leaderboards.services import build_snapshot
-    from leaderboards.synthetic import add_scored_submissions
+    from tests.platform.leaderboards.synthetic import add_scored_submissions
 
     call_command("migrate", verbosity=0)
     ch = Challenge.objects.create(slug="bench", title="Benchmark challenge", summary="bench")

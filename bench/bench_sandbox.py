@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluator.harness.preprocess import preprocess  # noqa: E402
+from datasets.spectral import preprocess  # noqa: E402
 from evaluator.inference import Limits, run_inference  # noqa: E402
 
 H, W, C, K = 480, 640, 100, 12
@@ -84,18 +84,27 @@ def bare_loop(model_path: Path, cubes: Path, ids: list[str], out: Path, threads:
     with torch.inference_mode():
         for case_id in ids:
             cube = np.load(cubes / f"{case_id}.npy", mmap_mode="r", allow_pickle=False)
-            x = torch.from_numpy(preprocess(cube, "l1")[None])
+            x = torch.from_numpy(preprocess(cube, "l1", channels_first=True)[None])
             labels = model(x).argmax(dim=1).to(torch.uint8).numpy()[0]
             np.save(out / f"{case_id}.npy", labels)
     return time.perf_counter() - start
 
 
 def sandboxed(model_path, cubes, ids, out, threads, backend, prefetch) -> float:
-    limits = Limits(wall_seconds=3600, cpu_seconds=36000, memory_mb=16384, threads=threads,
-                    max_output_mb=8)  # fmt: skip
+    limits = Limits(
+        wall_seconds=3600, cpu_seconds=36000, memory_mb=16384, threads=threads, max_output_mb=8
+    )
     start = time.perf_counter()
-    result = run_inference(model_path, cubes_dir=cubes, case_ids=ids, output_dir=out,
-                           num_classes=K, limits=limits, backend=backend, prefetch=prefetch)  # fmt: skip
+    result = run_inference(
+        model_path,
+        cubes_dir=cubes,
+        case_ids=ids,
+        output_dir=out,
+        num_classes=K,
+        limits=limits,
+        backend=backend,
+        prefetch=prefetch,
+    )
     elapsed = time.perf_counter() - start
     SANDBOX_CPU.append(result.cpu_seconds)
     if not result.ok:
@@ -126,12 +135,13 @@ def main() -> None:
         bare_times, plain_times, box_times = [], [], []
         for r in range(args.repeats):  # interleaved, so drift affects every side alike
             (root / f"bare{r}").mkdir()
-            bare_times.append(timed("bare", bare_loop, model_path, cubes, ids,
-                                    root / f"bare{r}", args.threads))  # fmt: skip
-            plain_times.append(timed("plain", sandboxed, model_path, cubes, ids,
-                                     root / f"plain{r}", args.threads, args.backend, False))  # fmt: skip
-            box_times.append(timed("box", sandboxed, model_path, cubes, ids, root / f"box{r}",
-                                   args.threads, args.backend, True))  # fmt: skip
+            common = (model_path, cubes, ids)
+            engine = (args.threads, args.backend)
+            bare_times.append(timed("bare", bare_loop, *common, root / f"bare{r}", args.threads))
+            plain_times.append(
+                timed("plain", sandboxed, *common, root / f"plain{r}", *engine, False)
+            )
+            box_times.append(timed("box", sandboxed, *common, root / f"box{r}", *engine, True))
         for case_id in ids:  # same model, same cubes -> same labels
             a = np.load(root / "bare0" / f"{case_id}.npy")
             for side in ("plain0", "box0"):
@@ -141,17 +151,21 @@ def main() -> None:
         def runs(times: list[float]) -> str:
             return ", ".join(f"{t:.2f}" for t in times)
 
-        print(f"threads={args.threads} backend={args.backend} cases={args.cases} (best of "
-              f"{args.repeats}, interleaved)")  # fmt: skip
+        print(
+            f"threads={args.threads} backend={args.backend} cases={args.cases} (best of "
+            f"{args.repeats}, interleaved)"
+        )
         print(f"bare in-process loop           : {bare:8.2f} s  (runs: {runs(bare_times)})")
         print(f"sandboxed, harness no prefetch : {plain:8.2f} s  (runs: {runs(plain_times)})")
         print(f"sandboxed, harness as deployed : {box:8.2f} s  (runs: {runs(box_times)})")
         print(f"pure sandbox overhead ratio    : {plain / bare:8.3f}  (same sequential loop)")
         print(f"overhead ratio (deployed)      : {box / bare:8.3f}  (goal <= 1.10)")
         cpu = {k: min(v) for k, v in CPU.items()}
-        print(f"CPU seconds (best)             : bare {cpu['bare']:.2f}, sandboxed no prefetch "
-              f"{cpu['plain']:.2f}, deployed {cpu['box']:.2f}; ratio "
-              f"{cpu['plain'] / cpu['bare']:.3f} / {cpu['box'] / cpu['bare']:.3f}")  # fmt: skip
+        print(
+            f"CPU seconds (best)             : bare {cpu['bare']:.2f}, sandboxed no prefetch "
+            f"{cpu['plain']:.2f}, deployed {cpu['box']:.2f}; ratio "
+            f"{cpu['plain'] / cpu['bare']:.3f} / {cpu['box'] / cpu['bare']:.3f}"
+        )
         print(f"load average at the end        : {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 

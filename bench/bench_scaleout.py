@@ -31,24 +31,32 @@ def run(n_workers: int, workload: dict, use_pg: bool) -> float:
         if use_pg:
             kw["database_url"] = es.enter_context(postgres_database())
             kw["redis_url"] = es.enter_context(private_redis(tmp / "redis")).url
-        stack = Stack(tmp / "data", WORKER_STALE_SECONDS=30, RECONCILE_LOST_MESSAGE_SECONDS=600,
-                      **kw)  # fmt: skip
+        stack = Stack(
+            tmp / "data", WORKER_STALE_SECONDS=30, RECONCILE_LOST_MESSAGE_SECONDS=600, **kw
+        )
         es.callback(stack.close)
         stack.migrate()
         for i in range(n_workers):
             stack.worker(f"w{i}", queues="evaluation,default")
-        wait_until(lambda: stack.sql("SELECT count(*) FROM ops_workerheartbeat")[0][0] >= n_workers,
-                   timeout=120, what="workers")  # fmt: skip
+        wait_until(
+            lambda: stack.sql("SELECT count(*) FROM ops_workerheartbeat")[0][0] >= n_workers,
+            timeout=120,
+            what="workers",
+        )
         built = stack.setup(**workload)
         ids = built["submissions"]
         stack.wait_final(ids, timeout=900)
         bad = [s for s in stack.submissions(ids).values() if s["status"] != "succeeded"]
         assert not bad, bad[:2]
         (elapsed,) = stack.sql(
-            "SELECT " + ("EXTRACT(EPOCH FROM max(finished_at) - min(created_at))" if use_pg else
-                         "(julianday(max(finished_at)) - julianday(min(created_at))) * 86400")
+            "SELECT "
+            + (
+                "EXTRACT(EPOCH FROM max(finished_at) - min(created_at))"
+                if use_pg
+                else "(julianday(max(finished_at)) - julianday(min(created_at))) * 86400"
+            )
             + " FROM submissions_submission"
-        )[0]  # fmt: skip
+        )[0]
         return float(elapsed)
 
 
@@ -61,14 +69,18 @@ def main() -> None:
     use_pg = reachable("127.0.0.1", 5432)
     import os
 
-    print(f"cores: {os.cpu_count()}; database+broker: "
-          f"{'PostgreSQL+Redis' if use_pg else 'SQLite+filesystem'}; sandbox: bwrap")  # fmt: skip
+    print(
+        f"cores: {os.cpu_count()}; database+broker: "
+        f"{'PostgreSQL+Redis' if use_pg else 'SQLite+filesystem'}; sandbox: bwrap"
+    )
     workloads = {
         f"one submission, {args.cases} cases in chunks of 3 (slow model)": dict(
-            subjects=args.cases // 2, images=2, hw=(16, 16), chunk_size=3, model="slow", submit=1),
+            subjects=args.cases // 2, images=2, hw=(16, 16), chunk_size=3, model="slow", submit=1
+        ),
         f"{args.subs} submissions x 2 cases (tiny model)": dict(
-            subjects=1, images=2, hw=(16, 16), participants=args.subs, submit=args.subs),
-    }  # fmt: skip
+            subjects=1, images=2, hw=(16, 16), participants=args.subs, submit=args.subs
+        ),
+    }
     for name, wl in workloads.items():
         print(f"\n{name}")
         print(f"{'workers':>8} {'seconds':>9} {'speed-up':>9} {'efficiency':>11}")

@@ -94,14 +94,28 @@ class SpeciesModel:
 SPECIES_MODELS: dict[str, SpeciesModel] = {
     "human": SpeciesModel("human", "SPACE_{:06d}"),
     "pig": SpeciesModel(
-        "pig", "P{:03d}", blood_scale=1.35, sto2_shift=0.15, scat_a_scale=0.85,
-        scat_b_shift=-0.2, fat_scale=0.6, melanin_scale=0.1, organ_seed=1201,
+        "pig",
+        "P{:03d}",
+        blood_scale=1.35,
+        sto2_shift=0.15,
+        scat_a_scale=0.85,
+        scat_b_shift=-0.2,
+        fat_scale=0.6,
+        melanin_scale=0.1,
+        organ_seed=1201,
     ),
     "rat": SpeciesModel(
-        "rat", "R{:03d}", blood_scale=1.8, sto2_shift=0.3, scat_a_scale=0.65,
-        scat_b_shift=-0.35, fat_scale=0.4, melanin_scale=0.0, organ_seed=2303,
+        "rat",
+        "R{:03d}",
+        blood_scale=1.8,
+        sto2_shift=0.3,
+        scat_a_scale=0.65,
+        scat_b_shift=-0.35,
+        fat_scale=0.4,
+        melanin_scale=0.0,
+        organ_seed=2303,
     ),
-}  # fmt: skip
+}
 
 
 def _logit(p: float) -> float:
@@ -214,9 +228,14 @@ def draw_state(
         phase = phase_type or ("ischemia" if rng.random() < 0.7 else "stasis")
         location = {"ischemia": "renal_artery", "stasis": "renal_vein"}.get(phase, "")
         return StateEffect(
-            "malperfused", phase, location, bool(location), None,
-            float(rng.uniform(0.65, 1.0)), ("kidney",),
-        )  # fmt: skip
+            "malperfused",
+            phase,
+            location,
+            bool(location),
+            None,
+            float(rng.uniform(0.65, 1.0)),
+            ("kidney",),
+        )
     if tissue_state == "icg":
         seconds = float(rng.uniform(20.0, 600.0))
         return StateEffect("icg", icg_seconds=round(seconds, 1), severity=_icg_level(seconds))
@@ -580,15 +599,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output dataset folder")
     parser.add_argument("--size", type=_parse_size, default=(480, 640), help="HxW (480x640)")
     parser.add_argument(
-        "--subjects", type=_parse_subjects, default=dict(DEFAULT_SUBJECTS),
+        "--subjects",
+        type=_parse_subjects,
+        default=dict(DEFAULT_SUBJECTS),
         help="subjects per species: N or pig=6,rat=6,human=12",
-    )  # fmt: skip
+    )
     parser.add_argument("--images-per-subject", type=int, default=4)
     parser.add_argument("--species", default="pig,rat,human")
     parser.add_argument(
-        "--states", default=",".join(DEFAULT_STATES),
+        "--states",
+        default=",".join(DEFAULT_STATES),
         help="tissue states cycled over the images of each subject",
-    )  # fmt: skip
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--format", choices=("b2nd", "npy", "tivita"), default="b2nd")
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")

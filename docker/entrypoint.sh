@@ -13,21 +13,21 @@ case "$role" in
       --workers "${WEB_CONCURRENCY:-3}" --timeout "${WEB_TIMEOUT:-300}" \
       --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200 --access-logfile - ;;
   worker)
+    # The command line itself lives in platform/xenobench/worker.py (worker_argv), shared
+    # with the demo and the test harnesses; this execs `celery -A xenobench worker ...`.
     cd platform
-    exec celery -A xenobench worker -Q "${WORKER_QUEUES:-evaluation,default}" \
-      -c "${WORKER_CONCURRENCY:-2}" -n "${WORKER_NAME:-worker}@%h" \
-      --without-gossip --without-mingle -l "${LOG_LEVEL:-INFO}" ;;
+    exec python -m xenobench.worker --queues "${WORKER_QUEUES:-evaluation,default}" \
+      --concurrency "${WORKER_CONCURRENCY:-2}" --name "${WORKER_NAME:-worker}" \
+      --loglevel "${LOG_LEVEL:-INFO}" ;;
   beat)
     cd platform
     exec celery -A xenobench beat -l "${LOG_LEVEL:-INFO}" ;;
   worker-health)
-    # Healthy while this container's worker heartbeat row is fresh (ops/signals.py).
+    # Healthy while this container's worker heartbeat row is fresh (ops/heartbeat.py).
     exec python manage.py shell -c "
-from datetime import timedelta; import socket, sys
-from django.conf import settings; from django.utils import timezone
-from ops.models import WorkerHeartbeat
-cut = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
-sys.exit(0 if WorkerHeartbeat.objects.filter(hostname__endswith='@' + socket.gethostname(), last_seen__gte=cut).exists() else 1)" ;;
+import socket, sys
+from ops.heartbeat import live_workers
+sys.exit(0 if live_workers().filter(hostname__endswith='@' + socket.gethostname()).exists() else 1)" ;;
   *)
     exec "$role" "$@" ;;
 esac

@@ -8,19 +8,33 @@ Input is a long table with one row per (case, label) and at least the columns
     (image, label) -> mean per (subject, label) -> mean over subjects per label
     -> mean over labels
 
+This module is the one place where scores are averaged: the pipeline's image
+score (:func:`image_score`), a submission's score (:func:`submission_score`),
+the breakdowns by label, subject, tissue state and species, and the direction of
+a metric (:func:`better`, :func:`sort_key`) all live here, so a leaderboard, a
+status page and a report can never disagree about "the score" of a submission.
+
 Missing or failed cases never disappear: :func:`fill_missing_cases` gives them
 the worst values and counts them before anything is averaged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from evaluator.metrics import METRICS, STATUS_FAILED, STATUS_MISSING, worst_rows
+from evaluator.metrics import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    STATUS_FAILED,
+    STATUS_MISSING,
+    worst_rows,
+)
 
 META_COLUMNS: tuple[str, ...] = ("subject", "tissue_state", "species")
 
@@ -44,6 +58,58 @@ def _check_metric(df: pd.DataFrame, metric: str) -> None:
         raise AggregationError(
             f"{metric} has missing values (cases {bad}...): run fill_missing_cases first"
         )
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of a metric (evaluator.metrics.HIGHER_IS_BETTER); unknown metrics refused."""
+    try:
+        return HIGHER_IS_BETTER[metric]
+    except KeyError:
+        raise AggregationError(
+            f"unknown metric {metric!r}; one of {sorted(HIGHER_IS_BETTER)}"
+        ) from None
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def better(a: float | None, b: float | None, metric: str) -> bool:
+    """True when score ``a`` is strictly better than ``b`` for ``metric``.
+
+    A missing score (None or NaN) is never better, and any score beats a missing one;
+    equal scores are not better, so callers decide ties (e.g. the earlier submission).
+    """
+    if _missing(a):
+        return False
+    if _missing(b):
+        return True
+    return a > b if higher_is_better(metric) else a < b
+
+
+def sort_key(metric: str) -> Callable[[float | None], tuple[bool, float]]:
+    """Key for ``sorted`` that puts the best score of ``metric`` first and missing ones last."""
+    sign = -1.0 if higher_is_better(metric) else 1.0
+
+    def key(value: float | None) -> tuple[bool, float]:
+        return (True, 0.0) if _missing(value) else (False, sign * float(value))
+
+    return key
+
+
+def image_score(
+    label_rows: Iterable[Mapping[str, Any]], metric: str, *, empty: float = math.nan
+) -> float:
+    """One image's score: the mean of ``metric`` over its scored (image, label) rows.
+
+    The rows are those that :func:`evaluator.metrics.score_image` (or ``worst_rows`` for a
+    failed case) returns, after any task filter of scored labels; which labels count is
+    decided there (htc's convention: classes present in the reference). ``empty`` is the
+    score of an image without any scored label. A missing value (None) gives NaN: it is
+    never silently left out of the mean.
+    """
+    values = [math.nan if row.get(metric) is None else float(row[metric]) for row in label_rows]
+    return float(np.mean(values)) if values else float(empty)
 
 
 def image_scores(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
@@ -94,6 +160,46 @@ def aggregate_hierarchical(df: pd.DataFrame, metric: str) -> HierarchicalResult:
     )
 
 
+def submission_score(df: pd.DataFrame, metric: str) -> float:
+    """A submission's score: (subject, label) mean -> per label over subjects -> over labels.
+
+    ``df`` holds the submission's (image, label) rows; fill missing and failed cases first
+    (:func:`fill_missing_cases`) or store them with worst values, as the pipeline does.
+    """
+    return aggregate_hierarchical(df, metric).value
+
+
+def submission_scores(df: pd.DataFrame, metrics: Sequence[str]) -> dict[str, float | None]:
+    """:func:`submission_score` for several metrics; None where a metric cannot be aggregated
+    (column absent or with missing values, e.g. an HD95 that no row defines)."""
+    out: dict[str, float | None] = {}
+    for metric in metrics:
+        try:
+            out[metric] = submission_score(df, metric)
+        except AggregationError:
+            out[metric] = None
+    return out
+
+
+def scores_by(df: pd.DataFrame, metric: str, by: str) -> pd.DataFrame:
+    """Submission score per value of ``by`` (e.g. ``submission_id``): one row each, columns
+    ``by`` and ``metric``. Groups whose values cannot be aggregated get NaN."""
+    _require(df, (by,))
+    records = []
+    for key, part in df.groupby(by, sort=True):
+        try:
+            value = submission_score(part, metric)
+        except AggregationError:
+            value = math.nan
+        records.append({by: key, metric: value})
+    return pd.DataFrame.from_records(records, columns=[by, metric])
+
+
+def by_label(df: pd.DataFrame, metric: str) -> pd.Series:
+    """Per label: mean over subjects of each subject's mean (label -> value)."""
+    return aggregate_hierarchical(df, metric).per_label
+
+
 def breakdown(df: pd.DataFrame, metric: str, by: str) -> pd.DataFrame:
     """Hierarchical aggregate within each value of ``by`` (e.g. tissue_state, species)."""
     _check_metric(df, metric)
@@ -121,6 +227,12 @@ def by_tissue_state(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 def by_species(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Breakdown by species (pig, rat, human)."""
     return breakdown(df, metric, "species")
+
+
+def by_subject(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Breakdown by subject: each subject's mean over labels of its per-label means, the
+    same hierarchy restricted to one subject."""
+    return breakdown(df, metric, "subject")
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +29,13 @@ from evaluator.harness.errors import (
     SANDBOX_ERROR,
     TIMEOUT,
 )
-from evaluator.modelformats import ModelFormatError, ModelInfo, inspect_model
+from evaluator.modelformats import ModelFormatError, ModelInfo, get_format, inspect_model
 from evaluator.sandbox import (
     DockerSandbox,
+    Executor,
     ImageRefused,
     Limits,
     Mount,
-    Sandbox,
     SandboxError,
     SandboxRequest,
     SandboxResult,
@@ -46,6 +46,7 @@ __all__ = [
     "CaseResult",
     "InferenceResult",
     "Limits",
+    "RunSpec",
     "ValidationReport",
     "run_inference",
     "validate_label_map",
@@ -54,7 +55,54 @@ __all__ = [
 
 CASE_ID = re.compile(r"^[A-Za-z0-9_#@+=,-][A-Za-z0-9_#@+=,.-]{0,150}$")
 HARNESS_MAIN = "evaluator.harness.main:exit_main"
+DUMMY_HW = (48, 64)  # validation cube: small, and neither side a power of two
 Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """One sandboxed run of a model: what runs, on which cases, under which limits.
+
+    ``cubes_dir=None`` means validation: the harness makes a dummy cube of ``channels``.
+    """
+
+    model: ModelInfo
+    output_dir: Path  # staging folder that receives the validated copies of /output
+    num_classes: int
+    limits: Limits
+    backend: str = "bwrap"
+    production: bool = False
+    preprocessing: str = "l1"
+    cubes_dir: Path | None = None
+    case_ids: tuple[str, ...] = ()
+    shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # case -> (H, W)
+    channels: int | None = None
+    batch_size: int = 1
+    prefetch: bool = True
+    on_event: Callable[[dict], None] | None = None  # progress events from the harness
+
+    def harness_job(self, model_dest: str) -> dict:
+        """The job file read by evaluator.harness.main inside the sandbox."""
+        job = {
+            "model": model_dest,
+            "format": self.model.format,
+            "num_classes": self.num_classes,
+            "preprocessing": self.preprocessing,
+            "threads": self.limits.threads,
+            "gpu": self.limits.gpu,
+            "channels": self.channels,
+        }
+        if self.cubes_dir is None:
+            return {**job, "mode": "validate", "dummy_hw": list(DUMMY_HW)}
+        return {
+            **job,
+            "mode": "infer",
+            "case_ids": list(self.case_ids),
+            "cubes_dir": "/input",
+            "output_dir": "/output",
+            "batch_size": self.batch_size,
+            "prefetch": self.prefetch,
+        }
 
 
 @dataclass
@@ -111,30 +159,26 @@ def validate_model(
         info = inspect_model(model_path)
     except ModelFormatError as exc:
         return ValidationReport(False, str(exc), error_kind=FORMAT_ERROR)
-    if info.format == "oci_archive":
-        return _validate_container(info, channels, num_classes, limits, backend, production)
+    route = _ROUTES[get_format(info.format).executor]
     with tempfile.TemporaryDirectory(prefix="xb-validate-") as scratch:
-        job = {"mode": "validate", "channels": channels, "dummy_hw": [48, 64]}
-        try:
-            result = _run_harness(
-                info, job, Path(scratch), None, [], num_classes, preprocessing, limits,
-                backend, production, None,
-            )  # fmt: skip
-        except SandboxError as exc:
-            return ValidationReport(False, f"sandbox error: {exc}", info.format,
-                                    error_kind=SANDBOX_ERROR)  # fmt: skip
-    validated = [e for e in result.events if e.get("event") == "validated"]
-    if result.ok and validated:
-        kind = str(validated[-1].get("output_kind"))
-        return ValidationReport(
-            True,
-            f"the {info.format} model loaded and produced {kind} of the expected shape",
-            info.format,
-            kind,
-            log=result.log,
+        spec = RunSpec(
+            model=info,
+            output_dir=Path(scratch),
+            num_classes=num_classes,
+            limits=limits,
+            backend=backend,
+            production=production,
+            preprocessing=preprocessing,
+            channels=channels,
         )
-    error_kind, message = _run_failure(result)
-    return ValidationReport(False, message, info.format, error_kind=error_kind, log=result.log)
+        try:
+            return route.validate(spec)
+        except ImageRefused as exc:
+            return ValidationReport(False, str(exc), info.format, error_kind=FORMAT_ERROR)
+        except SandboxError as exc:
+            return ValidationReport(
+                False, f"sandbox error: {exc}", info.format, error_kind=SANDBOX_ERROR
+            )
 
 
 def run_inference(
@@ -170,34 +214,35 @@ def run_inference(
         raise ValueError(f"invalid or duplicate case ids: {bad[:5]}")
     shapes = {c: _cube_hw(cubes / f"{c}.npy") for c in case_ids}
 
-    def fail_all(kind: str, message: str, log: str = "", fmt: str | None = None):
+    def fail_all(kind: str, message: str, fmt: str | None = None) -> InferenceResult:
         cases = {c: CaseResult(c, False, kind, message) for c in case_ids}
-        return InferenceResult(False, cases, time.monotonic() - start, log, kind, message, fmt)
+        return InferenceResult(False, cases, time.monotonic() - start, "", kind, message, fmt)
 
     try:
         info = inspect_model(model_path)
     except ModelFormatError as exc:
         return fail_all(FORMAT_ERROR, str(exc))
+    route = _ROUTES[get_format(info.format).executor]
     staging = Path(tempfile.mkdtemp(prefix=".xb-staging-", dir=out))
     try:
+        spec = RunSpec(
+            model=info,
+            output_dir=staging,
+            num_classes=num_classes,
+            limits=limits,
+            backend=backend,
+            production=production,
+            preprocessing=preprocessing,
+            cubes_dir=cubes,
+            case_ids=tuple(case_ids),
+            shapes=shapes,
+            channels=channels,
+            batch_size=batch_size,
+            prefetch=prefetch,
+            on_event=_progress_adapter(progress),
+        )
         try:
-            if info.format == "oci_archive":
-                result = _run_container(info, cubes, case_ids, staging, num_classes, limits,
-                                        backend, shapes)  # fmt: skip
-            else:
-                job = {
-                    "mode": "infer",
-                    "case_ids": list(case_ids),
-                    "cubes_dir": "/input",
-                    "output_dir": "/output",
-                    "batch_size": batch_size,
-                    "channels": channels,
-                    "prefetch": prefetch,
-                }
-                result = _run_harness(
-                    info, job, staging, cubes, case_ids, num_classes, preprocessing, limits,
-                    backend, production, _progress_adapter(progress), shapes,
-                )  # fmt: skip
+            result = route.run(spec)
         except ImageRefused as exc:
             return fail_all(FORMAT_ERROR, str(exc), fmt=info.format)
         except SandboxError as exc:
@@ -205,14 +250,11 @@ def run_inference(
         cases = _collect(result, staging, out, case_ids, shapes, num_classes, limits)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if info.format == "oci_archive" and progress is not None:
-        for k, c in enumerate(case_ids, 1):
-            progress(k, len(case_ids), c)
     failed = [r for r in cases.values() if not r.ok]
     error_kind, message = (None, "")
     if failed:
-        error_kind, message = _run_failure(result, default=(failed[0].error_kind,
-                                                            failed[0].message))  # fmt: skip
+        first = (failed[0].error_kind, failed[0].message)
+        error_kind, message = _run_failure(result, default=first)
     return InferenceResult(
         ok=not failed,
         cases=cases,
@@ -277,14 +319,14 @@ def _cube_hw(path: Path) -> tuple[int, int]:
     return int(cube.shape[0]), int(cube.shape[1])
 
 
-def _progress_adapter(progress: Progress | None):
+def _progress_adapter(progress: Progress | None) -> Callable[[dict], None] | None:
     if progress is None:
         return None
 
     def on_event(event: dict) -> None:
         if event.get("event") == "case":
-            progress(int(event.get("index", 0)), int(event.get("total", 0)),
-                     str(event.get("case_id", "")))  # fmt: skip
+            index, total = int(event.get("index", 0)), int(event.get("total", 0))
+            progress(index, total, str(event.get("case_id", "")))
 
     return on_event
 
@@ -303,119 +345,133 @@ def _safe_leaf(name: str) -> str:
     return leaf if not leaf.startswith(".") else "m" + leaf
 
 
-def _output_quota(shapes: dict[str, tuple[int, int]]) -> int:
+def _output_quota(shapes: Mapping[str, tuple[int, int]]) -> int:
     return sum(h * w + 4096 for h, w in shapes.values()) + 8 * 1024**2
 
 
-def _run_harness(
-    info: ModelInfo,
-    job: dict,
-    staging: Path,
-    cubes: Path | None,
-    case_ids: Sequence[str],
-    num_classes: int,
-    preprocessing: str,
-    limits: Limits,
-    backend: str,
-    production: bool,
-    on_event,
-    shapes: dict[str, tuple[int, int]] | None = None,
-) -> SandboxResult:
-    sandbox = _harness_sandbox(backend, production)
-    mounts, model_dest = _model_mounts(info)
-    job = dict(job, model=model_dest, format=info.format, num_classes=num_classes,
-               preprocessing=preprocessing, threads=limits.threads, gpu=limits.gpu)  # fmt: skip
-    if cubes is not None:
-        mounts.append(Mount(cubes.resolve(), "/input"))
-    with tempfile.TemporaryDirectory(prefix="xb-job-") as jobdir:
-        job_file = Path(jobdir) / "job.json"
-        job_file.write_text(json.dumps(job))
-        mounts.append(Mount(job_file, "/job/job.json"))
-        expected = {f"{c}.npy" for c in case_ids}
-        request = SandboxRequest(
-            argv=["/job/job.json"],
-            python_main=HARNESS_MAIN,
-            mounts=mounts,
-            output_dir=staging,
-            limits=limits,
-            on_event=on_event,
-            output_names=expected.__contains__,
-            output_quota_bytes=_output_quota(shapes) if shapes else 16 * 1024**2,
-        )
-        return sandbox.run(request)
+class _HarnessRoute:
+    """Model files (TorchScript, torch.export, ONNX, ...): evaluator.harness loads and runs
+    them inside a bwrap (or, in development, "none") sandbox."""
+
+    def run(self, spec: RunSpec) -> SandboxResult:
+        sandbox = self._sandbox(spec.backend, spec.production)
+        mounts, model_dest = _model_mounts(spec.model)
+        if spec.cubes_dir is not None:
+            mounts.append(Mount(spec.cubes_dir.resolve(), "/input"))
+        with tempfile.TemporaryDirectory(prefix="xb-job-") as jobdir:
+            job_file = Path(jobdir) / "job.json"
+            job_file.write_text(json.dumps(spec.harness_job(model_dest)))
+            mounts.append(Mount(job_file, "/job/job.json"))
+            expected = {f"{c}.npy" for c in spec.case_ids}
+            request = SandboxRequest(
+                argv=["/job/job.json"],
+                python_main=HARNESS_MAIN,
+                mounts=mounts,
+                output_dir=spec.output_dir,
+                limits=spec.limits,
+                on_event=spec.on_event,
+                output_names=expected.__contains__,
+                output_quota_bytes=_output_quota(spec.shapes) if spec.shapes else 16 * 1024**2,
+            )
+            return sandbox.run(request)
+
+    def validate(self, spec: RunSpec) -> ValidationReport:
+        info = spec.model
+        result = self.run(spec)
+        validated = [e for e in result.events if e.get("event") == "validated"]
+        if result.ok and validated:
+            kind = str(validated[-1].get("output_kind"))
+            message = f"the {info.format} model loaded and produced {kind} of the expected shape"
+            return ValidationReport(True, message, info.format, kind, log=result.log)
+        error_kind, message = _run_failure(result)
+        return ValidationReport(False, message, info.format, error_kind=error_kind, log=result.log)
+
+    @staticmethod
+    def _sandbox(backend: str, production: bool) -> Executor:
+        if backend in ("docker", "podman"):
+            raise SandboxError(
+                f"model files run under bwrap (or none in development), not {backend}; "
+                "container images run under docker/podman"
+            )
+        return get_sandbox(backend, production=production)
 
 
-def _harness_sandbox(backend: str, production: bool) -> Sandbox:
-    if backend in ("docker", "podman"):
-        raise SandboxError(
-            f"model files run under bwrap (or none in development), not {backend}; "
-            "container images run under docker/podman"
-        )
-    return get_sandbox(backend, production=production)
+class _ContainerRoute:
+    """Container images: run by docker/podman, reading /input and writing /output."""
 
+    def run(self, spec: RunSpec) -> SandboxResult:
+        if spec.cubes_dir is None:
+            raise ValueError("a container run needs a cubes folder")
+        sandbox = self._sandbox(spec.backend)
+        image = sandbox.load_image(spec.model.path)
+        with tempfile.TemporaryDirectory(prefix="xb-case-") as jobdir:
+            case_json = Path(jobdir) / "case.json"
+            case_json.write_text(
+                json.dumps({"case_ids": list(spec.case_ids), "num_classes": spec.num_classes})
+            )
+            cubes = spec.cubes_dir
+            mounts = [
+                Mount((cubes / f"{c}.npy").resolve(), f"/input/{c}.npy") for c in spec.case_ids
+            ]
+            mounts.append(Mount(case_json, "/input/case.json"))
+            request = SandboxRequest(
+                argv=[],
+                mounts=mounts,
+                output_dir=spec.output_dir,
+                limits=spec.limits,
+                output_names={f"{c}.npy" for c in spec.case_ids}.__contains__,
+                output_quota_bytes=_output_quota(spec.shapes),
+                image=image,
+            )
+            result = sandbox.run(request)
+        if spec.on_event is not None:  # containers report no progress: all cases at the end
+            total = len(spec.case_ids)
+            for k, case_id in enumerate(spec.case_ids, 1):
+                spec.on_event({"event": "case", "case_id": case_id, "index": k, "total": total})
+        return result
 
-def _container_sandbox(backend: str) -> DockerSandbox:
-    engines = [backend] if backend in ("docker", "podman") else ["docker", "podman"]
-    reasons = []
-    for engine in engines:
-        sandbox = DockerSandbox(engine)
-        ok, why = sandbox.available()
-        if ok:
-            return sandbox
-        reasons.append(why)
-    raise SandboxError("no container engine works on this worker: " + "; ".join(reasons))
-
-
-def _run_container(
-    info: ModelInfo,
-    cubes: Path,
-    case_ids: Sequence[str],
-    staging: Path,
-    num_classes: int,
-    limits: Limits,
-    backend: str,
-    shapes: dict[str, tuple[int, int]],
-) -> SandboxResult:
-    sandbox = _container_sandbox(backend)
-    image = sandbox.load_image(info.path)
-    with tempfile.TemporaryDirectory(prefix="xb-case-") as jobdir:
-        case_json = Path(jobdir) / "case.json"
-        case_json.write_text(json.dumps({"case_ids": list(case_ids), "num_classes": num_classes}))
-        mounts = [Mount((cubes / f"{c}.npy").resolve(), f"/input/{c}.npy") for c in case_ids]
-        mounts.append(Mount(case_json, "/input/case.json"))
-        request = SandboxRequest(
-            argv=[],
-            mounts=mounts,
-            output_dir=staging,
-            limits=limits,
-            output_names={f"{c}.npy" for c in case_ids}.__contains__,
-            output_quota_bytes=_output_quota(shapes),
-        )
-        return sandbox.run(request, image=image)
-
-
-def _validate_container(info, channels, num_classes, limits, backend, production):
-    try:
-        sandbox = _container_sandbox(backend)
-        sandbox.load_image(info.path)
-    except ImageRefused as exc:
-        return ValidationReport(False, str(exc), info.format, error_kind=FORMAT_ERROR)
-    except SandboxError as exc:
-        return ValidationReport(False, f"sandbox error: {exc}", info.format,
-                                error_kind=SANDBOX_ERROR)  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="xb-cvalidate-") as scratch:
-        cubes = Path(scratch) / "cubes"
-        outdir = Path(scratch) / "out"
+    def validate(self, spec: RunSpec) -> ValidationReport:
+        """A dummy cube through the image, as one inference case."""
+        info = spec.model
+        cubes = spec.output_dir / "cubes"
+        staging = spec.output_dir / "out"
         cubes.mkdir()
+        staging.mkdir()
         rng = np.random.default_rng(0)
-        np.save(cubes / "dummy.npy", rng.random((48, 64, channels), dtype=np.float32))
-        res = run_inference(info.path, cubes_dir=cubes, case_ids=["dummy"], output_dir=outdir,
-                            num_classes=num_classes, limits=limits, backend=backend)  # fmt: skip
-    if res.ok:
-        return ValidationReport(True, "the container produced a valid label map", info.format,
-                                "labels", log=res.log)  # fmt: skip
-    return ValidationReport(False, res.message, info.format, error_kind=res.error_kind,
-                            log=res.log)  # fmt: skip
+        h, w = DUMMY_HW
+        np.save(cubes / "dummy.npy", rng.random((h, w, spec.channels or 1), dtype=np.float32))
+        shapes = {"dummy": DUMMY_HW}
+        dummy = replace(
+            spec, cubes_dir=cubes, case_ids=("dummy",), shapes=shapes, output_dir=staging
+        )
+        result = self.run(dummy)
+        case = _collect(result, staging, staging, ["dummy"], shapes, spec.num_classes, spec.limits)
+        if case["dummy"].ok:
+            message = "the container produced a valid label map"
+            return ValidationReport(True, message, info.format, "labels", log=result.log)
+        error_kind, message = _run_failure(
+            result, default=(case["dummy"].error_kind, case["dummy"].message)
+        )
+        return ValidationReport(False, message, info.format, error_kind=error_kind, log=result.log)
+
+    @staticmethod
+    def _sandbox(backend: str) -> DockerSandbox:
+        engines = [backend] if backend in ("docker", "podman") else ["docker", "podman"]
+        reasons = []
+        for engine in engines:
+            sandbox = DockerSandbox(engine)
+            ok, why = sandbox.available()
+            if ok:
+                return sandbox
+            reasons.append(why)
+        raise SandboxError("no container engine works on this worker: " + "; ".join(reasons))
+
+
+# How each executor kind named by a format handler (evaluator.modelformats) is run.
+_ROUTES: dict[str, _HarnessRoute | _ContainerRoute] = {
+    "harness": _HarnessRoute(),
+    "container": _ContainerRoute(),
+}
 
 
 def _collect(
@@ -443,16 +499,18 @@ def _collect(
             continue
         src = staging / name
         if name in rejected:
-            cases[case_id] = CaseResult(case_id, False, INVALID_OUTPUT,
-                                        f"output refused: {rejected[name]}")  # fmt: skip
+            reason = f"output refused: {rejected[name]}"
+            cases[case_id] = CaseResult(case_id, False, INVALID_OUTPUT, reason)
             continue
         if not os.path.lexists(src):
-            kind, msg = (fallback_kind, fallback_msg) if fallback_kind else (
-                MODEL_ERROR, "the model produced no output for this case")  # fmt: skip
+            kind, msg = (fallback_kind, fallback_msg)
+            if not kind:
+                kind, msg = MODEL_ERROR, "the model produced no output for this case"
             cases[case_id] = CaseResult(case_id, False, kind, msg)
             continue
-        why = validate_label_map(src, shape=shapes[case_id], num_classes=num_classes,
-                                 max_bytes=max_bytes)  # fmt: skip
+        why = validate_label_map(
+            src, shape=shapes[case_id], num_classes=num_classes, max_bytes=max_bytes
+        )
         if why is not None:
             cases[case_id] = CaseResult(case_id, False, INVALID_OUTPUT, why)
             continue

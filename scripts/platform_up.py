@@ -18,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+sys.path.append(str(ROOT / "platform"))  # platform/ is a source root (docs/architecture.md)
+from xenobench.worker import worker_argv  # noqa: E402
 
 
 def manage(*args: str, env: dict) -> None:
@@ -99,27 +101,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         for i in range(args.workers):
-            start(
-                [
-                    PY,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "xenobench",
-                    "worker",
-                    "-Q",
-                    "default,evaluation,statistics",
-                    "-c",
-                    "1",
-                    "-n",
-                    f"worker{i}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-l",
-                    "INFO",
-                ],
-                ROOT / "platform",
-            )
+            start(worker_argv(hostname=f"worker{i}@%h"), ROOT / "platform")
         start(
             [
                 PY,

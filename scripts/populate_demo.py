@@ -82,6 +82,13 @@ def build_challenge(train_root: Path, test_root: Path, quick: bool):
         return existing
     from baselines.demo_data import FULL, QUICK
 
+    def create_task(**fields) -> Task:
+        """Validated like the admin's task form (the task's TaskSpec), then saved."""
+        task = Task(**fields)
+        task.full_clean()
+        task.save()
+        return task
+
     s = QUICK if quick else FULL
     train_ds = register_dataset(
         train_root, name="demo training set (pig + human physiological)", role="train"
@@ -109,19 +116,19 @@ def build_challenge(train_root: Path, test_root: Path, quick: bool):
         val = [c for c in cases if meta[c]["subject"] in val_subjects]
         return val, [c for c in cases if meta[c]["subject"] not in val_subjects]
 
-    organs = Task.objects.create(
+    # Ranking settings left empty: the ranking engine's defaults (evaluator.ranking.settings).
+    organs = create_task(
         challenge=ch, slug="organs-pig-to-human", title="Organ segmentation, pig to human", order=1,
         description="Segment 12 classes in human physiological cubes. Training data: pig (and, for the joint baseline, human) physiological cubes.",
         source_species=["pig", "human"], source_states=["physiological"], target_species=["human"],
         target_states=["physiological"], label_names=labels, nsd_tolerances=tol, train_dataset=train_ds,
-        ranking_settings={"n_bootstrap": 1000, "alpha": 0.05, "seed": 0},
     )  # fmt: skip
-    kidney = Task.objects.create(
+    kidney = create_task(
         challenge=ch, slug="kidney-malperfusion", title="Malperfused kidney, pig to human", order=2,
         description="Segment the kidney in malperfused human cubes although the human training data is physiological only; pig malperfusion data is available.",
         source_species=["human", "pig"], source_states=["physiological", "malperfused"], target_species=["human"],
         target_states=["malperfused"], label_names=labels, nsd_tolerances=tol, scored_labels=["kidney"],
-        train_dataset=train_ds, ranking_settings={"n_bootstrap": 1000, "alpha": 0.05, "seed": 0},
+        train_dataset=train_ds,
     )  # fmt: skip
     for task, cases in (
         (organs, select_cases(test_ds, ["human"], ["physiological"])),

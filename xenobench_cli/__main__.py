@@ -26,8 +26,9 @@ from pathlib import Path
 from .client import Api, CliError, load_config, save_config, stderr
 
 FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
-LB_COLUMNS = ["rank", "tier", "team", "method", "dsc", "dsc_ci_low", "dsc_ci_high", "nsd",
-              "n_cases", "n_failed", "submission_id"]  # fmt: skip
+LB_COLUMNS = (
+    "rank tier team method dsc dsc_ci_low dsc_ci_high nsd n_cases n_failed submission_id"
+).split()
 
 
 def api_from_config(need_token: bool = True) -> Api:
@@ -70,8 +71,13 @@ def cmd_submit(args) -> int:
     if not path.is_file():
         raise CliError(f"{path}: no such file")
     fields = {"method_name": args.method or path.stem, "description": args.description or ""}
-    sub = api.upload(f"/api/phases/{args.phase}/submit/", fields, "model", path,
-                     progress=None if args.quiet else _progress)  # fmt: skip
+    sub = api.upload(
+        f"/api/phases/{args.phase}/submit/",
+        fields,
+        "model",
+        path,
+        progress=None if args.quiet else _progress,
+    )
     print(f"submission #{sub['id']} queued ({sub['model_format']}, sha256 {sub['sha256'][:16]})")
     if not args.wait:
         return 0
@@ -95,8 +101,15 @@ def cmd_submit(args) -> int:
 def cmd_status(args) -> int:
     s = api_from_config().get(f"/api/submissions/{args.id}/")
     print(_status_line(s))
-    for key in ("method_name", "phase", "team", "created_at", "finished_at", "model_format",
-                "counts_against_quota"):  # fmt: skip
+    for key in (
+        "method_name",
+        "phase",
+        "team",
+        "created_at",
+        "finished_at",
+        "model_format",
+        "counts_against_quota",
+    ):
         print(f"  {key}: {s.get(key)}")
     if s.get("log"):
         print("  log (end):\n    " + "\n    ".join(s["log"].splitlines()[-10:]))
@@ -108,8 +121,10 @@ def cmd_results(args) -> int:
     s = api.get(f"/api/submissions/{args.id}/")
     print(_status_line(s))
     if s.get("mean_dsc") is not None:
-        print(f"mean DSC {s['mean_dsc']:.4f}  mean NSD {s['mean_nsd']:.4f}  "
-              f"failed cases {s['n_cases_failed']}")  # fmt: skip
+        print(
+            f"mean DSC {s['mean_dsc']:.4f}  mean NSD {s['mean_nsd']:.4f}  "
+            f"failed cases {s['n_cases_failed']}"
+        )
     elif s["status"] == "succeeded":
         print("scores are hidden in this phase until the organizers publish them")
     if args.cases:
@@ -117,8 +132,18 @@ def cmd_results(args) -> int:
         w = csv.writer(sys.stdout)
         w.writerow(["case_id", "subject", "species", "tissue_state", "ok", "dsc", "nsd", "error"])
         for r in rows:
-            w.writerow([r["case_id"], r["subject"], r["species"], r["tissue_state"], r["ok"],
-                        f"{r['dsc']:.4f}", f"{r['nsd']:.4f}", r["error"]])  # fmt: skip
+            w.writerow(
+                [
+                    r["case_id"],
+                    r["subject"],
+                    r["species"],
+                    r["tissue_state"],
+                    r["ok"],
+                    f"{r['dsc']:.4f}",
+                    f"{r['nsd']:.4f}",
+                    r["error"],
+                ]
+            )
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Load a model in one of the accepted formats and wrap it as batch -> label maps."""
+"""Open a model in the sandbox (through its format's handler) and turn its output into
+label maps. The runtimes (torch, onnxruntime) are imported only here, only when needed."""
 
 from __future__ import annotations
 
@@ -6,43 +7,104 @@ from collections.abc import Callable
 
 import numpy as np
 
+from evaluator.modelformats import ModelFormatError, get_format
+from evaluator.modelformats.registry import Forward
+
 from .errors import INVALID_OUTPUT, MODEL_ERROR, HarnessError
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, str]]  # (labels uint8 [B,H,W], kind)
 
 
+def open_model(path: str, fmt: str, *, threads: int, gpu: bool) -> Forward:
+    """The format's handler loads the file; returns batch -> the model's raw output."""
+    try:
+        return get_format(fmt).open(path, threads=threads, gpu=gpu)
+    except ModelFormatError as exc:
+        raise HarnessError(MODEL_ERROR, f"the harness cannot run this model: {exc}") from None
+
+
 def load(path: str, fmt: str, *, num_classes: int, threads: int, gpu: bool) -> Runner:
-    if fmt in ("torchscript", "torch_export"):
-        return _torch_runner(path, fmt, num_classes=num_classes, threads=threads, gpu=gpu)
-    if fmt == "onnx":
-        return _onnx_runner(path, num_classes=num_classes, threads=threads, gpu=gpu)
-    raise HarnessError(MODEL_ERROR, f"the harness cannot run format {fmt!r}")
-
-
-def _torch_runner(path: str, fmt: str, *, num_classes: int, threads: int, gpu: bool) -> Runner:
-    import torch
-
-    torch.set_num_threads(threads)
-    device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
-    if fmt == "torchscript":
-        module = torch.jit.load(path, map_location=device)
-        module.eval()
-    else:
-        program = torch.export.load(path)
-        module = program.module()
-        module.to(device)
+    forward = open_model(path, fmt, threads=threads, gpu=gpu)
 
     def run(batch: np.ndarray) -> tuple[np.ndarray, str]:
-        with torch.inference_mode():
-            out = module(torch.from_numpy(batch).to(device))
-            out = _single_output(out)
-            if not isinstance(out, torch.Tensor):
-                raise HarnessError(
-                    INVALID_OUTPUT, f"the model returned {type(out).__name__}, not a tensor"
-                )
-            return _labels_torch(torch, out, batch.shape, num_classes)
+        return to_labels(forward(batch), batch.shape, num_classes)
 
     return run
+
+
+# --- per-runtime openers (called by the handlers in evaluator.modelformats) ---------------
+
+
+def open_torchscript(path: str, *, threads: int, gpu: bool) -> Forward:
+    import torch
+
+    device = _torch_device(torch, threads, gpu)
+    module = torch.jit.load(path, map_location=device)
+    module.eval()
+    return _torch_forward(torch, module, device)
+
+
+def open_torch_export(path: str, *, threads: int, gpu: bool) -> Forward:
+    import torch
+
+    device = _torch_device(torch, threads, gpu)
+    module = torch.export.load(path).module()
+    module.to(device)
+    return _torch_forward(torch, module, device)
+
+
+def open_onnx(path: str, *, threads: int, gpu: bool) -> Forward:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    providers = ["CPUExecutionProvider"]
+    if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    session = ort.InferenceSession(path, sess_options=opts, providers=providers)
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise HarnessError(
+            MODEL_ERROR, f"the ONNX model must take exactly one input, it takes {len(inputs)}"
+        )
+    name = inputs[0].name
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: batch})[0]
+
+    return forward
+
+
+def _torch_device(torch, threads: int, gpu: bool):
+    torch.set_num_threads(threads)
+    return torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
+
+
+def _torch_forward(torch, module, device) -> Forward:
+    def forward(batch: np.ndarray):
+        with torch.inference_mode():
+            out = _single_output(module(torch.from_numpy(batch).to(device)))
+        if not isinstance(out, torch.Tensor):
+            raise HarnessError(
+                INVALID_OUTPUT, f"the model returned {type(out).__name__}, not a tensor"
+            )
+        return out
+
+    return forward
+
+
+# --- outputs -------------------------------------------------------------------------------
+
+
+def to_labels(out, in_shape: tuple, num_classes: int) -> tuple[np.ndarray, str]:
+    """Check a raw output (torch tensor or numpy array) and turn it into uint8 label maps."""
+    if isinstance(out, np.ndarray):
+        return _labels_numpy(out, in_shape, num_classes)
+    import torch
+
+    with torch.inference_mode():
+        return _labels_torch(torch, out, in_shape, num_classes)
 
 
 def _labels_torch(torch, out, in_shape, num_classes: int) -> tuple[np.ndarray, str]:
@@ -61,38 +123,18 @@ def _labels_torch(torch, out, in_shape, num_classes: int) -> tuple[np.ndarray, s
     return out.to(torch.uint8).cpu().numpy(), "labels"
 
 
-def _onnx_runner(path: str, *, num_classes: int, threads: int, gpu: bool) -> Runner:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    providers = ["CPUExecutionProvider"]
-    if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    session = ort.InferenceSession(path, sess_options=opts, providers=providers)
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
+def _labels_numpy(out: np.ndarray, in_shape, num_classes: int) -> tuple[np.ndarray, str]:
+    check_shape(tuple(out.shape), in_shape, num_classes)
+    if out.ndim == 4:
+        if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
+            raise HarnessError(INVALID_OUTPUT, "the model's class scores contain NaN or inf")
+        return out.argmax(axis=1).astype(np.uint8), "scores"
+    if not np.issubdtype(out.dtype, np.integer):
         raise HarnessError(
-            MODEL_ERROR, f"the ONNX model must take exactly one input, it takes {len(inputs)}"
+            INVALID_OUTPUT, f"a [B, H, W] output must hold integer labels, got {out.dtype}"
         )
-    name = inputs[0].name
-
-    def run(batch: np.ndarray) -> tuple[np.ndarray, str]:
-        out = session.run(None, {name: batch})[0]
-        check_shape(tuple(out.shape), batch.shape, num_classes)
-        if out.ndim == 4:
-            if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
-                raise HarnessError(INVALID_OUTPUT, "the model's class scores contain NaN or inf")
-            return out.argmax(axis=1).astype(np.uint8), "scores"
-        if not np.issubdtype(out.dtype, np.integer):
-            raise HarnessError(
-                INVALID_OUTPUT, f"a [B, H, W] output must hold integer labels, got {out.dtype}"
-            )
-        check_label_range(int(out.min()), int(out.max()), num_classes)
-        return out.astype(np.uint8), "labels"
-
-    return run
+    check_label_range(int(out.min()), int(out.max()), num_classes)
+    return out.astype(np.uint8), "labels"
 
 
 def _single_output(out):

@@ -18,9 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from datasets.spectral import preprocess
+
 from .errors import INVALID_OUTPUT, MODEL_ERROR, SANDBOX_ERROR, HarnessError, classify
 from .loaders import load
-from .preprocess import preprocess
 
 
 class Events:
@@ -106,7 +107,7 @@ def _validate(job: dict, runner, events: Events) -> int:
     h, w = job.get("dummy_hw", [48, 64])
     rng = np.random.default_rng(0)
     cube = rng.random((h, w, int(job["channels"])), dtype=np.float32) + 0.01
-    batch = preprocess(cube, job.get("preprocessing", "l1"))[None]
+    batch = prepare_batch([cube], job.get("preprocessing", "l1"))
     try:
         labels, kind = runner(batch)
     except HarnessError:
@@ -125,8 +126,8 @@ def _infer(job: dict, load_runner, events: Events) -> int:
     total = len(case_ids)
     method = job.get("preprocessing", "l1")
     out_dir = job["output_dir"]
-    groups = _groups(case_ids, max(1, int(job.get("batch_size", 1))), job["cubes_dir"],
-                     job.get("channels"))  # fmt: skip
+    batch_size = max(1, int(job.get("batch_size", 1)))
+    groups = _groups(case_ids, batch_size, job["cubes_dir"], job.get("channels"))
 
     def produce():
         try:
@@ -136,7 +137,7 @@ def _infer(job: dict, load_runner, events: Events) -> int:
         batch, error = None, None
         if good:
             try:
-                batch = _prepare(good, method)
+                batch = prepare_batch([cube for _, cube in good], method)
             except BaseException as exc:  # noqa: BLE001
                 error = classify(exc)
         return good, bad, batch, error
@@ -155,8 +156,15 @@ def _infer(job: dict, load_runner, events: Events) -> int:
             good, bad, batch, error = item
             for case_id, exc in bad:
                 done += 1
-                events.emit(event="case", case_id=case_id, index=done, total=total,
-                            status="error", kind=exc.kind, message=exc.message)  # fmt: skip
+                events.emit(
+                    event="case",
+                    case_id=case_id,
+                    index=done,
+                    total=total,
+                    status="error",
+                    kind=exc.kind,
+                    message=exc.message,
+                )
             if not good:
                 continue
             t_batch = time.monotonic()
@@ -175,10 +183,16 @@ def _infer(job: dict, load_runner, events: Events) -> int:
                 else:
                     error_k = error
                 kind, message = error_k if error_k else (None, None)
-                events.emit(event="case", case_id=case_id, index=done, total=total,
-                            status="ok" if error_k is None else "error", kind=kind,
-                            message=message,
-                            seconds=(time.monotonic() - t_batch) / len(good))  # fmt: skip
+                events.emit(
+                    event="case",
+                    case_id=case_id,
+                    index=done,
+                    total=total,
+                    status="ok" if error_k is None else "error",
+                    kind=kind,
+                    message=message,
+                    seconds=(time.monotonic() - t_batch) / len(good),
+                )
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -200,7 +214,7 @@ def _groups(case_ids: list[str], batch_size: int, cubes_dir: str, channels):
             case_id = case_ids[i]
             i += 1
             try:
-                cube = _read_cube(os.path.join(cubes_dir, case_id + ".npy"), channels)
+                cube = read_cube(os.path.join(cubes_dir, case_id + ".npy"), channels)
             except HarnessError as exc:
                 bad.append((case_id, exc))
                 continue
@@ -211,13 +225,15 @@ def _groups(case_ids: list[str], batch_size: int, cubes_dir: str, channels):
         yield good, bad
 
 
-def _prepare(group: list[tuple[str, np.ndarray]], method: str) -> np.ndarray:
-    if len(group) == 1:
-        return preprocess(group[0][1], method)[None]
-    return np.stack([preprocess(cube, method) for _, cube in group])
+def prepare_batch(cubes: list[np.ndarray], method: str) -> np.ndarray:
+    """(H, W, C) cubes of one shape -> the float32 [B, C, H, W] batch every model format
+    receives: datasets.spectral.preprocess, the function the starter kit trains with."""
+    if len(cubes) == 1:
+        return preprocess(cubes[0], method, channels_first=True)[None]
+    return np.stack([preprocess(cube, method, channels_first=True) for cube in cubes])
 
 
-def _read_cube(path: str, channels) -> np.ndarray:
+def read_cube(path: str, channels) -> np.ndarray:
     try:
         cube = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:

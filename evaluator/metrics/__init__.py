@@ -6,7 +6,9 @@ See docs/metrics.md for the definitions, the border definition and edge cases.
 from evaluator.metrics.boundary import border_mask, border_points
 from evaluator.metrics.errors import ScoringError
 from evaluator.metrics.scoring import (
+    CASE_METRICS,
     COUNT_COLUMNS,
+    DEFAULT_NSD_TOLERANCE,
     HIGHER_IS_BETTER,
     METRICS,
     STATUS_FAILED,
@@ -15,14 +17,19 @@ from evaluator.metrics.scoring import (
     STATUS_PRED_EMPTY,
     STATUS_REF_EMPTY,
     ImageScores,
+    failed_case_rows,
     image_diagonal,
     score_image,
+    score_task_image,
+    scored_rows,
     worst_row,
     worst_rows,
 )
 
 __all__ = [
+    "CASE_METRICS",
     "COUNT_COLUMNS",
+    "DEFAULT_NSD_TOLERANCE",
     "HIGHER_IS_BETTER",
     "METRICS",
     "STATUS_FAILED",
@@ -34,8 +41,11 @@ __all__ = [
     "ScoringError",
     "border_mask",
     "border_points",
+    "failed_case_rows",
     "image_diagonal",
     "score_image",
+    "score_task_image",
+    "scored_rows",
     "worst_row",
     "worst_rows",
 ]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evaluator.metrics.boundary import border_points
 from evaluator.metrics.distances import nearest_border_distances
 from evaluator.metrics.errors import ScoringError
+
+if TYPE_CHECKING:
+    from evaluator.taskspec import TaskSpec
 
 #: Metric columns of a scored row; higher is better for the first three.
 METRICS: tuple[str, ...] = ("dsc", "iou", "nsd", "hd95", "hd", "masd", "assd")
@@ -25,6 +28,10 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "masd": False,
     "assd": False,
 }
+#: Image-level metrics the platform stores per case and ranks; a task's primary metric is one.
+CASE_METRICS: tuple[str, ...] = ("dsc", "nsd")
+#: NSD tolerance in pixels used for every class when a task gives none.
+DEFAULT_NSD_TOLERANCE = 1.0
 COUNT_COLUMNS: tuple[str, ...] = (
     "tp",
     "fp",
@@ -162,7 +169,7 @@ def score_image(
     *,
     num_classes: int,
     ignore_index: int = 255,
-    nsd_tolerance: float | Sequence[float] = 1.0,
+    nsd_tolerance: float | Sequence[float] = DEFAULT_NSD_TOLERANCE,
     case_id: str = "",
 ) -> ImageScores:
     """Score one predicted label map against its reference, all classes in one pass.
@@ -236,6 +243,49 @@ def score_image(
         width=w,
         labels=tuple(row["label"] for row in rows),
     )
+
+
+def score_task_image(
+    pred: np.ndarray, ref: np.ndarray, spec: TaskSpec, *, case_id: str = ""
+) -> ImageScores:
+    """:func:`score_image` with a validated task's classes, ignore index and tolerances; rows are
+    limited to the task's scored labels (the confusion matrix keeps every class)."""
+    scores = score_image(
+        pred,
+        ref,
+        num_classes=spec.num_classes,
+        ignore_index=spec.ignore_index,
+        nsd_tolerance=spec.nsd_tolerances,
+        case_id=case_id,
+    )
+    rows = scored_rows(scores.rows, spec)
+    return ImageScores(
+        case_id=scores.case_id,
+        rows=rows,
+        confusion=scores.confusion,
+        height=scores.height,
+        width=scores.width,
+        labels=tuple(row["label"] for row in rows),
+    )
+
+
+def scored_rows(rows: Iterable[dict[str, Any]], spec: TaskSpec) -> list[dict[str, Any]]:
+    """The rows of the task's scored labels (all rows when the task scores every class)."""
+    keep = set(spec.scored_indices)
+    return [row for row in rows if row["label"] in keep]
+
+
+def failed_case_rows(
+    ref: np.ndarray, spec: TaskSpec, status: str = STATUS_FAILED
+) -> list[dict[str, Any]]:
+    """Worst-value rows of a case without a usable prediction: the scored classes present in
+    its reference (ignored pixels and values outside the task's classes skipped)."""
+    ref = np.asarray(ref)
+    present = [
+        int(v) for v in np.unique(ref) if v != spec.ignore_index and 0 <= v < spec.num_classes
+    ]
+    h, w = ref.shape[:2]
+    return scored_rows(worst_rows(present, h, w, status=status), spec)
 
 
 def _split_by_label(values: np.ndarray, labels: np.ndarray, k: int) -> list[np.ndarray]:

@@ -2,39 +2,81 @@
 
 Nothing here unpickles, deserialises tensors or runs a runtime: zip and tar archives are read
 from their directories only and ONNX from a bounds-checked protobuf walk. Loading happens
-only inside the sandbox (evaluator.harness).
+only inside the sandbox (evaluator.harness). Each accepted format is one handler in the
+registry (evaluator.modelformats.registry); this module tries them in order.
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-from ._onnx import external_data_locations, looks_like_onnx
-from ._tar import inspect_tar
-from ._zip import EXPORT_HINT, inspect_zip
+from ._onnx import Onnx
+from ._tar import OciArchive, refuse_tar
+from ._zip import EXPORT_HINT, TorchExport, TorchScript, refuse_zip
 from .errors import ModelFormatError
+from .registry import (
+    ModelFormat,
+    ModelInfo,
+    Probe,
+    get_format,
+    register_format,
+    registered_formats,
+)
 
-FORMATS = ("torchscript", "torch_export", "onnx", "oci_archive")
+for _handler in (TorchScript(), TorchExport(), Onnx(), OciArchive()):
+    register_format(_handler)
+
+FORMATS = tuple(h.name for h in registered_formats())
 MAX_UPLOAD_BYTES = 64 * 1024**3
 
-__all__ = ["FORMATS", "ModelFormatError", "ModelInfo", "inspect_model", "sniff_format"]
+__all__ = [
+    "FORMATS",
+    "ModelFormat",
+    "ModelFormatError",
+    "ModelInfo",
+    "get_format",
+    "inspect_model",
+    "register_format",
+    "registered_formats",
+    "sniff_format",
+]
+
+_PICKLE = f"this looks like a Python pickle, not a model; {EXPORT_HINT}"
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the trusted side knows about an upload: its format and the files it needs."""
+def _binary_pickle(p: Probe) -> str | None:
+    head = p.head
+    return _PICKLE if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5 else None
 
-    format: str
-    path: Path
-    size: int
-    extra_files: tuple[Path, ...] = field(default=())  # ONNX external data, inside the folder
+
+def _gzip(p: Probe) -> str | None:
+    if p.head[:2] == b"\x1f\x8b":
+        return (
+            "this is a gzip-compressed file; upload the model (or `docker save` tar) uncompressed"
+        )
+    return None
+
+
+def _text_pickle(p: Probe) -> str | None:
+    head = p.head
+    looks = head[:1] in (b"(", b"c", b"]", b"}") and b"\n" in head[:64] and b"." in head
+    return _PICKLE if looks else None
+
+
+# Refusals with a specific message: checked before any handler sniffs, and after none matched.
+_REFUSE_FIRST: tuple[Callable[[Probe], str | None], ...] = (_binary_pickle, _gzip)
+_REFUSE_UNCLAIMED: tuple[Callable[[Probe], str | None], ...] = (
+    refuse_zip,
+    refuse_tar,
+    _text_pickle,
+)
 
 
 def sniff_format(path: str | os.PathLike[str]) -> str:
-    """Return "torchscript", "torch_export", "onnx" or "oci_archive", else raise."""
+    """Return the registered format's name ("torchscript", "torch_export", "onnx",
+    "oci_archive"), else raise ModelFormatError."""
     return inspect_model(path).format
 
 
@@ -51,49 +93,15 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
         raise ModelFormatError("the uploaded file is empty (0 bytes); upload the model again")
     if size > MAX_UPLOAD_BYTES:
         raise ModelFormatError("the uploaded file is larger than allowed")
-    with open(p, "rb") as fh:
-        head = fh.read(512)
-    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
-        raise ModelFormatError(f"this looks like a Python pickle, not a model; {EXPORT_HINT}")
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return ModelInfo(inspect_zip(p, size), p, size)
-    if head[:2] == b"\x1f\x8b":
-        raise ModelFormatError(
-            "this is a gzip-compressed file; upload the model (or `docker save` tar) uncompressed"
-        )
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return ModelInfo(inspect_tar(p, size), p, size)
-    if looks_like_onnx(head):
-        return ModelInfo("onnx", p, size, _onnx_external_files(p))
-    if head[:1] in (b"(", b"c", b"]", b"}") and b"\n" in head[:64] and b"." in head:
-        raise ModelFormatError(f"this looks like a Python pickle, not a model; {EXPORT_HINT}")
-    raise ModelFormatError(
-        "unrecognised model format; accepted are TorchScript (.pt), torch.export (.pt2), "
-        "ONNX (.onnx) and container images (`docker save` tar)"
-    )
-
-
-def _onnx_external_files(p: Path) -> tuple[Path, ...]:
-    folder = p.parent.resolve()
-    files: list[Path] = []
-    for location in external_data_locations(p):
-        bad = (
-            not location
-            or "\x00" in location
-            or location.startswith(("/", "\\"))
-            or "\\" in location
-            or ":" in location
-            or posixpath.normpath(location).startswith("..")
-        )
-        target = (folder / location).resolve() if not bad else None
-        if bad or target is None or not target.is_relative_to(folder) or target == p.resolve():
-            raise ModelFormatError(
-                f"the ONNX model references external data at {location!r}, outside the model's "
-                "folder; save with onnx.save_model(..., save_as_external_data=True, "
-                "location='weights.bin') next to the model, or embed the weights"
-            )
-        if not target.is_file():
-            raise ModelFormatError(f"the ONNX model's external data file {location!r} is missing")
-        if target not in files:
-            files.append(target)
-    return tuple(files)
+    probe = Probe(p, size)
+    for refuse in _REFUSE_FIRST:
+        if why := refuse(probe):
+            raise ModelFormatError(why)
+    for handler in registered_formats():
+        if handler.sniff(probe):
+            return ModelInfo(handler.name, p, size, handler.validate(probe))
+    for refuse in _REFUSE_UNCLAIMED:
+        if why := refuse(probe):
+            raise ModelFormatError(why)
+    accepted = ", ".join(h.title for h in registered_formats())
+    raise ModelFormatError(f"unrecognised model format; accepted are {accepted}")

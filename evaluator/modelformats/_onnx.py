@@ -8,10 +8,12 @@ trusted process beyond bounds-checked slicing.
 from __future__ import annotations
 
 import mmap
+import posixpath
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import ModelFormatError
+from .registry import Forward, ModelFormat, Probe
 
 _MODEL_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25, 26}
 _MAX_DEPTH = 64
@@ -160,3 +162,45 @@ def external_data_locations(path: Path) -> list[str]:
     if not seen_graph:
         raise ModelFormatError("the ONNX model has no graph")
     return out
+
+
+class Onnx(ModelFormat):
+    name = "onnx"
+    title = "ONNX (.onnx)"
+
+    def sniff(self, probe: Probe) -> bool:
+        return looks_like_onnx(probe.head)
+
+    def validate(self, probe: Probe) -> tuple[Path, ...]:
+        """External-data files, which must lie inside the model's folder (they are mounted)."""
+        p = probe.path
+        folder = p.parent.resolve()
+        files: list[Path] = []
+        for location in external_data_locations(p):
+            bad = (
+                not location
+                or "\x00" in location
+                or location.startswith(("/", "\\"))
+                or "\\" in location
+                or ":" in location
+                or posixpath.normpath(location).startswith("..")
+            )
+            target = (folder / location).resolve() if not bad else None
+            if bad or target is None or not target.is_relative_to(folder) or target == p.resolve():
+                raise ModelFormatError(
+                    f"the ONNX model references external data at {location!r}, outside the "
+                    "model's folder; save with onnx.save_model(..., save_as_external_data=True, "
+                    "location='weights.bin') next to the model, or embed the weights"
+                )
+            if not target.is_file():
+                raise ModelFormatError(
+                    f"the ONNX model's external data file {location!r} is missing"
+                )
+            if target not in files:
+                files.append(target)
+        return tuple(files)
+
+    def open(self, path: str, *, threads: int, gpu: bool) -> Forward:
+        from evaluator.harness.loaders import open_onnx
+
+        return open_onnx(path, threads=threads, gpu=gpu)

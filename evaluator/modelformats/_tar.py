@@ -7,11 +7,10 @@ import tarfile
 from pathlib import Path
 
 from .errors import ModelFormatError
+from .registry import ModelFormat, Probe
 
 MAX_MEMBERS = 50_000
 MAX_TOTAL = 64 * 1024**3
-
-
 MAX_META_HEADER = 1024**2  # pax / GNU long-name headers are read into memory by tarfile
 
 
@@ -42,7 +41,8 @@ def _prescan(path: Path, size: int) -> None:
     raise ModelFormatError(f"the image archive has too many entries (limit {MAX_MEMBERS})")
 
 
-def inspect_tar(path: Path, size: int) -> str:
+def tar_members(path: Path, size: int) -> frozenset[str]:
+    """Normalised member names of a tar archive, after the safety checks on every header."""
     _prescan(path, size)
     names: set[str] = set()
     total = 0
@@ -71,9 +71,26 @@ def inspect_tar(path: Path, size: int) -> str:
         raise ModelFormatError(f"the image archive is truncated or corrupted ({exc})") from None
     if total > MAX_TOTAL:
         raise ModelFormatError("the image archive declares more data than allowed")
-    if "manifest.json" in names or "index.json" in names:
-        return "oci_archive"
-    raise ModelFormatError(
+    return frozenset(names)
+
+
+class OciArchive(ModelFormat):
+    """`docker save` / OCI image archives, run by a container engine, not by the harness."""
+
+    name = "oci_archive"
+    title = "container image (`docker save` tar)"
+    executor = "container"
+
+    def sniff(self, probe: Probe) -> bool:
+        members = probe.tar_members if probe.is_tar else frozenset()
+        return "manifest.json" in members or "index.json" in members
+
+
+def refuse_tar(probe: Probe) -> str | None:
+    """Why a tar archive that no handler claimed is refused."""
+    if not probe.is_tar:
+        return None
+    return (
         "this tar archive is not a container image (no manifest.json or index.json); "
         "upload the output of `docker save IMAGE -o image.tar`"
     )

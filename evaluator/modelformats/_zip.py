@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import ModelFormatError
+from .registry import Forward, ModelFormat, Probe
 
 MAX_ENTRIES = 20_000
 MAX_TOTAL_UNCOMPRESSED = 8 * 1024**3  # 8 GiB declared
@@ -19,7 +20,9 @@ _RATIO_MIN_SIZE = 1024**2
 EXPORT_HINT = "export with torch.jit.save / torch.export.save / torch.onnx.export"
 
 
-def inspect_zip(path: Path, size: int) -> str:
+def zip_members(path: Path, size: int) -> frozenset[str]:
+    """Member names below the archive's top folder, from the central directory only, after
+    the bomb and path checks."""
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -36,18 +39,55 @@ def inspect_zip(path: Path, size: int) -> str:
     for name in names:
         if name.startswith("/") or ".." in name.split("/"):
             raise ModelFormatError(f"the archive contains an unsafe path: {name!r}")
-    tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
-    if "archive_format" in tails or "models/model.json" in tails:
-        return "torch_export"
-    if "constants.pkl" in tails and any(t.startswith("code/") for t in tails):
-        return "torchscript"
-    if "data.pkl" in tails:
-        raise ModelFormatError(
+    return frozenset(n.split("/", 1)[1] if "/" in n else n for n in names)
+
+
+class TorchScript(ModelFormat):
+    name = "torchscript"
+    title = "TorchScript (.pt)"
+
+    def sniff(self, probe: Probe) -> bool:
+        members = probe.zip_members if probe.is_zip else frozenset()
+        return (
+            not _is_torch_export(members)
+            and "constants.pkl" in members
+            and any(m.startswith("code/") for m in members)
+        )
+
+    def open(self, path: str, *, threads: int, gpu: bool) -> Forward:
+        from evaluator.harness.loaders import open_torchscript
+
+        return open_torchscript(path, threads=threads, gpu=gpu)
+
+
+class TorchExport(ModelFormat):
+    name = "torch_export"
+    title = "torch.export (.pt2)"
+
+    def sniff(self, probe: Probe) -> bool:
+        return probe.is_zip and _is_torch_export(probe.zip_members)
+
+    def open(self, path: str, *, threads: int, gpu: bool) -> Forward:
+        from evaluator.harness.loaders import open_torch_export
+
+        return open_torch_export(path, threads=threads, gpu=gpu)
+
+
+def _is_torch_export(members: frozenset[str]) -> bool:
+    return "archive_format" in members or "models/model.json" in members
+
+
+def refuse_zip(probe: Probe) -> str | None:
+    """Why a zip archive that no handler claimed is refused."""
+    if not probe.is_zip:
+        return None
+    if "data.pkl" in probe.zip_members:
+        return (
             "this is a torch.save checkpoint (a Python pickle of weights or a module), not an "
             f"exported model; {EXPORT_HINT}"
         )
-    raise ModelFormatError(
-        "this zip archive is neither a TorchScript model nor a torch.export program; " + EXPORT_HINT
+    return "this zip archive is neither a TorchScript model nor a torch.export program; " + (
+        EXPORT_HINT
     )
 
 

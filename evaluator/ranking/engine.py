@@ -22,8 +22,30 @@ from .result import (
     RankingResult,
 )
 from .schemes import SCHEMES, holm, rank_desc, run_schemes
+from .settings import DEFAULT_ALPHA, DEFAULT_N_BOOTSTRAP, DEFAULT_SEED
 
 DEFAULT_EPS = 1e-3
+#: Metrics whose scores lie in [0, 1]: modelled on the logit scale unless told otherwise.
+BOUNDED_METRICS = frozenset({"dsc", "iou", "nsd"})
+
+
+def metric_settings(
+    metric: str, higher_is_better: bool | None = None, bounded: bool | None = None
+) -> tuple[bool, bool]:
+    """Direction and boundedness of ``metric``: the given values, else the metric's own
+    (evaluator.metrics.HIGHER_IS_BETTER, BOUNDED_METRICS), so a caller that passes only a
+    task's metric can never rank a lower-is-better metric upside down."""
+    from evaluator.metrics import HIGHER_IS_BETTER
+
+    if higher_is_better is None:
+        if metric not in HIGHER_IS_BETTER:
+            raise RankingError(
+                f"direction of metric {metric!r} unknown: pass higher_is_better explicitly"
+            )
+        higher_is_better = HIGHER_IS_BETTER[metric]
+    if bounded is None:
+        bounded = metric in BOUNDED_METRICS
+    return bool(higher_is_better), bool(bounded)
 
 
 def _versions() -> dict[str, str]:
@@ -97,13 +119,13 @@ def rank_methods(
     df: pd.DataFrame,
     *,
     metric: str = "dsc",
-    higher_is_better: bool = True,
-    bounded: bool = True,
+    higher_is_better: bool | None = None,
+    bounded: bool | None = None,
     missing: str = "worst",
     worst_value: float | None = None,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    alpha: float = DEFAULT_ALPHA,
     eps: float = DEFAULT_EPS,
     bootstrap_scale: str = "model",
     keep_bootstrap_ranks: bool = False,
@@ -113,7 +135,10 @@ def rank_methods(
 
     Raises RankingError for input that cannot be ranked; degenerate but rankable input
     (one method, one subject, identical scores, missing cases) gives a result with warnings.
+    ``higher_is_better`` and ``bounded`` default to the metric's own (:func:`metric_settings`);
+    the platform passes the task's primary metric and direction.
     """
+    higher_is_better, bounded = metric_settings(metric, higher_is_better, bounded)
     if not 0 < alpha < 1:
         raise RankingError("alpha must lie in (0, 1)")
     if bounded and not 0 < eps < 0.5:

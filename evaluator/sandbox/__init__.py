@@ -1,13 +1,16 @@
 """Pluggable sandboxes for untrusted participant code.
 
+Every backend is an ``Executor``: ``run(request: SandboxRequest) -> SandboxResult``, one
+signature for all (a container image travels as ``request.image``).
+
 - "bwrap" (default, Linux): BwrapSandbox
 - "docker" / "podman": DockerSandbox, for container submissions
 - "none": NoSandbox, organizer-trusted code in development only, refused in production
 
 bwrap layout: /usr, the Python prefix and the venv's site-packages read-only, only the
-evaluator/ source folder (at /opt/xenobench/src), the model file(s) at /model, the cubes at
-/input, a job file at /job; / itself is remounted read-only; /tmp and /output are
-size-capped tmpfs. A small supervisor (_supervisor.py) inside the sandbox applies the
+evaluator/ and datasets/ source folders (at /opt/xenobench/src), the model file(s) at
+/model, the cubes at /input, a job file at /job; / itself is remounted read-only; /tmp and
+/output are size-capped tmpfs. A small supervisor (_supervisor.py) inside the sandbox applies the
 rlimits, enforces the wall clock, kills every leftover process and streams /output back as a
 tar that the trusted side unpacks with checks (regular files, safe names, sizes).
 
@@ -20,6 +23,8 @@ Run workers as a non-root user where possible. No seccomp filter yet.
 from __future__ import annotations
 
 from .base import (
+    Executor,
+    ImageRef,
     Mount,
     ProductionRefused,
     Sandbox,
@@ -28,7 +33,7 @@ from .base import (
     SandboxResult,
 )
 from .bwrap import BwrapSandbox
-from .docker import DockerSandbox, ImageRef, ImageRefused
+from .docker import DockerSandbox, ImageRefused
 from .limits import Limits
 from .none import PRODUCTION_ENV, NoSandbox, production_switch_on
 
@@ -39,6 +44,7 @@ __all__ = [
     "PRODUCTION_ENV",
     "BwrapSandbox",
     "DockerSandbox",
+    "Executor",
     "ImageRef",
     "ImageRefused",
     "Limits",
@@ -54,7 +60,7 @@ __all__ = [
 ]
 
 
-def get_sandbox(name: str, *, production: bool = False) -> Sandbox:
+def get_sandbox(name: str, *, production: bool = False) -> Executor:
     """Backend by name; "none" raises ProductionRefused when production is on."""
     if name == "bwrap":
         return BwrapSandbox()

@@ -1,5 +1,6 @@
-"""Backend-independent pieces: the request/result types and the trusted-side plumbing
-(capped log capture, the JSON-lines event channel, safe copy-out of the output tar)."""
+"""Backend-independent pieces: the Executor protocol every backend implements, the
+request/result types and the trusted-side plumbing (capped log capture, the JSON-lines event
+channel, safe copy-out of the output tar)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import signal
 import subprocess
 import tarfile
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from .limits import Limits
 
@@ -38,6 +41,14 @@ class Mount:
     dest: str
 
 
+@dataclass(frozen=True)
+class ImageRef:
+    """A loaded container image: every run is pinned to its content digest."""
+
+    image_id: str  # sha256:...
+    user: str
+
+
 @dataclass
 class SandboxRequest:
     argv: Sequence[str]  # the command, with in-sandbox paths
@@ -50,6 +61,7 @@ class SandboxRequest:
     startup_grace_seconds: float = 60.0
     output_quota_bytes: int = 0  # total size of /output; 0: 4 x max_output_mb + 64 MiB
     python_main: str | None = None  # "module:function": argv is prefixed with the interpreter
+    image: ImageRef | None = None  # container backends: the image to run argv in
 
     def total_output_bytes(self) -> int:
         if self.output_quota_bytes > 0:
@@ -82,16 +94,39 @@ class SandboxResult:
         )
 
 
-class Sandbox:
-    """A backend runs a command confined, with limits, and copies /output back safely."""
+@runtime_checkable
+class Executor(Protocol):
+    """What the trusted side needs from a backend (bwrap, docker/podman, none): run one
+    request confined, with its limits, and copy /output back safely. Everything a run needs,
+    the container image included, travels in the request, so callers never care which
+    backend they hold."""
+
+    name: str
+
+    def available(self) -> tuple[bool, str]:
+        """(usable on this worker, why not)."""
+        ...
+
+    def run(self, request: SandboxRequest) -> SandboxResult: ...
+
+
+class Sandbox(ABC):
+    """Base class of the built-in backends; each implements Executor."""
 
     name = "abstract"
 
     def available(self) -> tuple[bool, str]:
         return True, ""
 
-    def run(self, request: SandboxRequest) -> SandboxResult:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, request: SandboxRequest) -> SandboxResult:
+        """Run ``request`` confined and return what the host observed."""
+
+    def _refuse_image(self, request: SandboxRequest) -> None:
+        if request.image is not None:
+            raise SandboxError(
+                f"the {self.name} sandbox runs model files; container images need docker/podman"
+            )
 
 
 class CappedLog:

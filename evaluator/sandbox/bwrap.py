@@ -9,7 +9,14 @@ from functools import cache
 
 from ._supervised import child_env, run_supervised
 from .base import Sandbox, SandboxError, SandboxRequest, SandboxResult
-from .runtime import SANDBOX_SITE, SANDBOX_SRC, SUPERVISOR_REL, Runtime, host_runtime
+from .runtime import (
+    SANDBOX_SITE,
+    SANDBOX_SRC,
+    SOURCE_PACKAGES,
+    SUPERVISOR_REL,
+    Runtime,
+    host_runtime,
+)
 
 OUTPUT = "/output"
 NOBODY = "65534"
@@ -59,7 +66,8 @@ class BwrapSandbox(Sandbox):
             argv += ["--ro-bind", str(rt.prefix), str(rt.prefix)]
         if rt.site_packages:
             argv += ["--ro-bind", str(rt.site_packages), SANDBOX_SITE]
-        argv += ["--ro-bind", str(rt.src_root / "evaluator"), f"{SANDBOX_SRC}/evaluator"]
+        for package in SOURCE_PACKAGES:
+            argv += ["--ro-bind", str(rt.src_root / package), f"{SANDBOX_SRC}/{package}"]
         for mount in request.mounts:
             argv += ["--ro-bind", str(mount.host), mount.dest]
         argv += ["--size", str(tmp_mb * 1024**2), "--tmpfs", "/tmp"]
@@ -70,14 +78,13 @@ class BwrapSandbox(Sandbox):
         return argv
 
     def run(self, request: SandboxRequest) -> SandboxResult:
+        self._refuse_image(request)
         ok, why = self.available()
         if not ok:
             raise SandboxError(f"bubblewrap is not usable on this worker: {why}")
         tmp_mb = max(64, min(1024, request.limits.memory_mb // 4))
         outer = self.command(request, tmp_mb=tmp_mb)
-        supervisor = [
-            str(self.runtime.python), "-I", "-S", "-B", f"{SANDBOX_SRC}/{SUPERVISOR_REL}"
-        ]  # fmt: skip
+        supervisor = [str(self.runtime.python), "-I", "-S", "-B", f"{SANDBOX_SRC}/{SUPERVISOR_REL}"]
         cfg = {
             "argv": self._argv(request),
             "env": child_env(request, 0),
@@ -128,7 +135,7 @@ def _probe(bwrap: str) -> tuple[bool, str]:
                 "usr/lib64",
                 "/lib64",
                 "/usr/bin/true",
-            ],  # fmt: skip
+            ],
             capture_output=True,
             timeout=20,
         )

@@ -16,12 +16,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from .base import (
     SAFE_NAME,
     CappedLog,
+    ImageRef,
     Sandbox,
     SandboxError,
     SandboxRequest,
@@ -34,12 +34,6 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 class ImageRefused(SandboxError):
     """The participant's image breaks the container contract (e.g. it runs as root)."""
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    image_id: str  # sha256:..., the content digest every run is pinned to
-    user: str
 
 
 def is_root_user(user: str) -> bool:
@@ -137,9 +131,10 @@ class DockerSandbox(Sandbox):
         argv += list(request.argv)
         return argv
 
-    def run(self, request: SandboxRequest, image: ImageRef | None = None) -> SandboxResult:
+    def run(self, request: SandboxRequest) -> SandboxResult:
+        image = request.image
         if image is None:
-            raise SandboxError("the container backend needs a loaded image")
+            raise SandboxError("the container backend needs a loaded image (request.image)")
         ok, why = self.available()
         if not ok:
             raise SandboxError(why)

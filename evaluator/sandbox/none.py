@@ -36,6 +36,7 @@ class NoSandbox(Sandbox):
     def run(self, request: SandboxRequest) -> SandboxResult:
         if production_switch_on():
             raise ProductionRefused('the "none" sandbox is refused in production')
+        self._refuse_image(request)
         rt = self.runtime
         with tempfile.TemporaryDirectory(prefix="xb-none-") as scratch:
             out = os.path.join(scratch, "output")

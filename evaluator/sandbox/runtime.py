@@ -11,6 +11,8 @@ from pathlib import Path
 SANDBOX_SRC = "/opt/xenobench/src"
 SANDBOX_SITE = "/opt/xenobench/site-packages"
 SUPERVISOR_REL = "evaluator/sandbox/_supervisor.py"
+# Source packages bound read-only into the sandbox: the harness preprocesses with datasets.
+SOURCE_PACKAGES = ("evaluator", "datasets")
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class Runtime:
     python: Path  # real interpreter binary
     prefix: Path  # its installation prefix (bound read-only at the same path)
     site_packages: Path | None  # the venv's packages (bound at SANDBOX_SITE)
-    src_root: Path  # folder holding the evaluator package (only evaluator/ is bound)
+    src_root: Path  # folder holding the packages; only SOURCE_PACKAGES are bound
 
     def bootstrap(self, main: str, *, site: str, src: str) -> list[str]:
         """argv running `main` ("module:function") in an isolated interpreter."""

@@ -84,13 +84,25 @@ class CaseScoreSerializer(serializers.ModelSerializer):
 class SubmissionDetailSerializer(SubmissionSerializer):
     """Schema of one submission: scores and log only where the phase shows them."""
 
-    mean_dsc = serializers.FloatField(required=False, allow_null=True)
-    mean_nsd = serializers.FloatField(required=False, allow_null=True)
+    primary_metric = serializers.CharField(required=False)
+    higher_is_better = serializers.BooleanField(required=False)
+    score = serializers.FloatField(
+        required=False, allow_null=True, help_text="Submission score of the primary metric."
+    )
+    mean_dsc = serializers.FloatField(
+        required=False, allow_null=True, help_text="Submission score of DSC (same hierarchy)."
+    )
+    mean_nsd = serializers.FloatField(
+        required=False, allow_null=True, help_text="Submission score of NSD (same hierarchy)."
+    )
     log = serializers.CharField(required=False)
     case_results_available = serializers.BooleanField()
 
     class Meta(SubmissionSerializer.Meta):
         fields = SubmissionSerializer.Meta.fields + [
+            "primary_metric",
+            "higher_is_better",
+            "score",
             "mean_dsc",
             "mean_nsd",
             "log",
@@ -114,16 +126,21 @@ class QuotaSerializer(serializers.Serializer):
 
 
 class LeaderboardRowSerializer(serializers.Serializer):
+    """Schema of leaderboards.rows.LeaderboardRow.to_export(). Every ranked metric has three
+    columns (``<metric>``, ``<metric>_ci_low``, ``<metric>_ci_high``); shown here are those
+    of a default task (primary DSC, NSD alongside)."""
+
     rank = serializers.IntegerField(allow_null=True)
     tier = serializers.IntegerField(allow_null=True)
     team = serializers.CharField()
     method = serializers.CharField()
-    dsc = serializers.FloatField(allow_null=True)
-    dsc_ci_low = serializers.FloatField(allow_null=True)
-    dsc_ci_high = serializers.FloatField(allow_null=True)
-    nsd = serializers.FloatField(allow_null=True)
-    nsd_ci_low = serializers.FloatField(allow_null=True)
-    nsd_ci_high = serializers.FloatField(allow_null=True)
+    primary_metric = serializers.CharField(help_text="The metric that rank and tier follow.")
+    dsc = serializers.FloatField(allow_null=True, required=False)
+    dsc_ci_low = serializers.FloatField(allow_null=True, required=False)
+    dsc_ci_high = serializers.FloatField(allow_null=True, required=False)
+    nsd = serializers.FloatField(allow_null=True, required=False)
+    nsd_ci_low = serializers.FloatField(allow_null=True, required=False)
+    nsd_ci_high = serializers.FloatField(allow_null=True, required=False)
     rank_interval_low = serializers.IntegerField(allow_null=True)
     rank_interval_high = serializers.IntegerField(allow_null=True)
     n_cases = serializers.IntegerField()
@@ -135,4 +152,9 @@ class LeaderboardRowSerializer(serializers.Serializer):
 class LeaderboardSerializer(serializers.Serializer):
     version = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField(allow_null=True)
+    primary_metric = serializers.CharField()
     rows = LeaderboardRowSerializer(many=True)
+
+
+class RerunPhaseSerializer(serializers.Serializer):
+    requeued = serializers.IntegerField(help_text="Submissions queued for a new evaluation.")

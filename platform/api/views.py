@@ -1,12 +1,12 @@
 """REST API (token auth): the CLI and scripts use it; same services and permission rules as
-the pages. Errors are JSON: 400 with a `detail` message for refused calls, 404 where the
-object does not exist or must not be revealed, 429 when rate limited."""
+the pages (selectors for what a caller may see, services for what it may do). Errors are
+JSON: 400 with a `detail` message for refused calls, 403 for actions the caller's role does
+not allow, 404 where the object does not exist or must not be revealed, 429 when rate
+limited."""
 
 from __future__ import annotations
 
-from django.db.models import Avg, Q
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
@@ -18,17 +18,13 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from challenges.models import Challenge, Phase
-from challenges.permissions import (
-    can_view_case_results,
-    can_view_logs,
-    can_view_scores,
-    can_view_submission,
-    is_organizer,
-)
-from challenges.views import visible_challenges
-from leaderboards.services import current_snapshot
-from leaderboards.views import _flat, can_see_some_rows, visible_rows
-from submissions import services
+from challenges.permissions import can_view_case_results, can_view_logs, can_view_scores
+from challenges.selectors import visible_challenges, visible_phases
+from challenges.services import set_published
+from leaderboards.rows import rows_from_snapshot
+from leaderboards.selectors import can_see_some_rows, visible_rows
+from leaderboards.services import current_snapshot, score_fields, task_metric
+from submissions import selectors, services
 from submissions.models import Status, Submission
 from xenobench.ratelimit import client_key, hit
 
@@ -38,12 +34,14 @@ from .serializers import (
     LeaderboardSerializer,
     PhaseSerializer,
     QuotaSerializer,
+    RerunPhaseSerializer,
     SubmissionDetailSerializer,
     SubmissionSerializer,
     SubmitSerializer,
 )
 
 UPLOADS_PER_HOUR = 20
+
 TOKEN_LOGINS_PER_5_MIN = 10
 
 
@@ -78,12 +76,7 @@ class PhaseViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Phase.objects.none()  # schema only
 
     def get_queryset(self):
-        ids = visible_challenges(self.request.user).values_list("pk", flat=True)
-        return (
-            Phase.objects.filter(task__challenge__in=list(ids))
-            .select_related("task__challenge")
-            .order_by("pk")
-        )
+        return visible_phases(self.request.user).order_by("pk")
 
     @extend_schema(responses=QuotaSerializer)
     @action(detail=True, methods=["get"], permission_classes=[permissions.IsAuthenticated])
@@ -106,11 +99,14 @@ class PhaseViewSet(viewsets.ReadOnlyModelViewSet):
         if not can_see_some_rows(request.user, phase):
             raise Http404
         snap = current_snapshot(phase)
+        primary = task_metric(phase.task)[0]
+        rows = rows_from_snapshot(visible_rows(request.user, phase, snap), primary)
         return Response(
             {
                 "version": snap.version if snap else None,
                 "created_at": snap.created_at if snap else None,
-                "rows": [_flat(r) for r in visible_rows(request, phase, snap)],
+                "primary_metric": primary,
+                "rows": [r.to_export() for r in rows],
             }
         )
 
@@ -135,6 +131,28 @@ class PhaseViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(SubmissionSerializer(sub).data, status=status.HTTP_201_CREATED)
 
+    def _publish(self, published: bool) -> Response:
+        phase = set_published(self.get_object(), published, actor=self.request.user)
+        return Response(PhaseSerializer(phase).data)
+
+    @extend_schema(request=None, responses=PhaseSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def publish(self, request, pk=None):
+        """Organizers: release the phase's results (hidden phases show them from now on)."""
+        return self._publish(True)
+
+    @extend_schema(request=None, responses=PhaseSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def unpublish(self, request, pk=None):
+        """Organizers: hide the results of a hidden phase again."""
+        return self._publish(False)
+
+    @extend_schema(request=None, responses=RerunPhaseSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def rerun(self, request, pk=None):
+        """Organizers: evaluate every submission of the phase again (cancelled ones stay)."""
+        return Response({"requeued": services.rerun_phase(self.get_object(), request.user)})
+
 
 @extend_schema(
     parameters=[
@@ -149,43 +167,26 @@ class SubmissionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     queryset = Submission.objects.none()  # schema only
 
     def get_queryset(self):
-        user = self.request.user
-        qs = Submission.objects.select_related("phase__task__challenge", "team", "user").order_by(
-            "-created_at"
-        )
-        if not user.is_staff:
-            qs = qs.filter(
-                Q(user=user) | Q(team__members=user) | Q(phase__task__challenge__organizers=user)
-            ).distinct()
+        user, params = self.request.user, self.request.query_params
         if self.action != "list":
-            return qs
-        phase = self.request.query_params.get("phase")
-        if phase:
-            if not phase.isdigit():
-                raise ValidationError({"phase": f"expected a phase id (a number), not {phase!r}"})
-            qs = qs.filter(phase_id=int(phase))
-        state = self.request.query_params.get("status")
-        if state:
-            if state not in Status.values:
-                raise ValidationError(
-                    {"status": f"unknown status {state!r}; one of {', '.join(Status.values)}"}
-                )
-            qs = qs.filter(status=state)
-        return qs
+            return selectors.visible_submissions(user)
+        try:
+            return selectors.visible_submissions(
+                user, phase=params.get("phase"), status=params.get("status")
+            )
+        except selectors.BadFilter as exc:
+            raise ValidationError({exc.field: str(exc)}) from exc
 
     def get_object(self):
-        sub = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
-        if not can_view_submission(self.request.user, sub):
-            raise Http404
-        return sub
+        return selectors.get_submission_for(self.request.user, self.kwargs["pk"])
 
     @extend_schema(responses=SubmissionDetailSerializer)
     def retrieve(self, request, *args, **kwargs):
-        """One submission; mean scores where the phase shows them, the log where allowed."""
+        """One submission; its scores where the phase shows them, the log where allowed."""
         sub = self.get_object()
         data = SubmissionSerializer(sub).data
         if can_view_scores(request.user, sub) and sub.is_final:
-            data.update(sub.case_scores.aggregate(mean_dsc=Avg("dsc"), mean_nsd=Avg("nsd")))
+            data.update(score_fields(sub))
         if can_view_logs(request.user, sub):
             data["log"] = sub.log[-20000:]
         data["case_results_available"] = can_view_case_results(request.user, sub)
@@ -216,7 +217,15 @@ class SubmissionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @action(detail=True, methods=["post"])
     def rerun(self, request, pk=None):
         """Organizers: evaluate again from scratch."""
-        sub = self.get_object()
-        if not is_organizer(request.user, sub.phase.challenge):
-            raise PermissionDenied("only organizers can re-run submissions")
-        return Response(SubmissionSerializer(services.rerun(sub, request.user)).data)
+        return Response(SubmissionSerializer(services.rerun(self.get_object(), request.user)).data)
+
+    @extend_schema(request=None, responses=SubmissionSerializer)
+    @action(detail=True, methods=["post"])
+    def choose(self, request, pk=None):
+        """The team's entry for a phase ranked by the "chosen by the team" rule (team members
+        only; the submission must have succeeded). Replaces the team's previous choice."""
+        try:
+            sub = services.choose_submission(request.user, self.get_object())
+        except services.SubmissionRefused as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(SubmissionSerializer(sub).data)

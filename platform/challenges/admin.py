@@ -1,14 +1,153 @@
+"""Admin of challenges, tasks and phases.
+
+Task and phase forms validate through the models' clean() (the task's TaskSpec, the phase's
+cases against its test dataset), so an organizer sees every problem next to its field when
+saving instead of participants meeting it at scoring time. Tasks and phases are edited on
+their own pages (a challenge lists its tasks, a task its phases, as links): an inline row
+could not hold all the settings that make a task or phase valid.
+"""
+
+from __future__ import annotations
+
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from datasets.manifest import SPECIES, TISSUE_STATES
+from evaluator.metrics import CASE_METRICS
 
 from . import services
-from .models import AuditEvent, Challenge, Dataset, Membership, Phase, Registration, Task, Team
+from .models import (
+    AuditEvent,
+    Challenge,
+    Dataset,
+    Membership,
+    Phase,
+    Registration,
+    Task,
+    Team,
+    default_label_names,
+)
+
+METRIC_LABELS = {
+    "dsc": "DSC (Dice similarity coefficient)",
+    "nsd": "NSD (normalized surface distance)",
+}
 
 
-class TaskInline(admin.TabularInline):
-    model = Task
-    fields = ("slug", "title", "order", "source_species", "target_species")
-    extra = 0
-    show_change_link = True
+class BlankWhenEmptyJSONField(forms.JSONField):
+    """A JSON box that shows an empty list/object as blank (not an invalid-looking "[]") and
+    reads a blank box as ``empty()``; a required field still refuses a blank box."""
+
+    def __init__(self, *, empty=list, **kwargs) -> None:
+        self.empty = empty
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if value is None or value == [] or value == {}:
+            return ""
+        return super().prepare_value(value)
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return self.empty() if value is None else value
+
+
+class ModelValidatedForm(forms.ModelForm):
+    """ModelForm whose model-level errors for fields the form does not show go to the top of
+    the form (plain Django raises ValueError for them), and whose fields show the form's own
+    error only when the form already refused their input."""
+
+    def add_error(self, field, error):
+        if field is None and isinstance(error, ValidationError) and hasattr(error, "error_dict"):
+            kept: dict[str, list] = {}
+            for name, errs in error.error_dict.items():
+                if name in self._errors and name != NON_FIELD_ERRORS:
+                    continue  # the form refused the input; the model saw the old value
+                if name == NON_FIELD_ERRORS or name in self.fields:
+                    kept.setdefault(name, []).extend(errs)
+                else:
+                    kept.setdefault(NON_FIELD_ERRORS, []).extend(
+                        f"{name}: {msg}" for e in errs for msg in e.messages
+                    )
+            error = ValidationError(kept)
+        super().add_error(field, error)
+
+
+def _vocabulary_field(choices, label: str, what: str) -> forms.MultipleChoiceField:
+    return forms.MultipleChoiceField(
+        choices=[(c, c) for c in choices],
+        widget=forms.CheckboxSelectMultiple,
+        label=label,
+        error_messages={"required": f"Choose at least one {what}."},
+    )
+
+
+class TaskForm(ModelValidatedForm):
+    source_species = _vocabulary_field(SPECIES, "source species", "species")
+    source_states = _vocabulary_field(TISSUE_STATES, "source tissue states", "tissue state")
+    target_species = _vocabulary_field(SPECIES, "target species", "species")
+    target_states = _vocabulary_field(TISSUE_STATES, "target tissue states", "tissue state")
+    # declared fields do not inherit the model defaults: give them as initial values
+    label_names = BlankWhenEmptyJSONField(
+        initial=default_label_names,
+        help_text='Class names in index order, a JSON list: ["background", "stomach", ...].',
+    )
+    nsd_tolerances = BlankWhenEmptyJSONField(
+        required=False,
+        help_text="Per class in label order, in pixels, a JSON list (e.g. [2, 2, 3]); "
+        "blank: 1 pixel for every class.",
+    )
+    scored_labels = BlankWhenEmptyJSONField(
+        required=False,
+        help_text='Class names that are scored, a JSON list (e.g. ["kidney"]); blank: all classes.',
+    )
+    ranking_settings = BlankWhenEmptyJSONField(required=False, empty=dict)
+    primary_metric = forms.ChoiceField(
+        choices=[(m, METRIC_LABELS.get(m, m)) for m in CASE_METRICS],
+        initial=Task._meta.get_field("primary_metric").default,
+        help_text="The ranking's metric; both are computed and shown.",
+    )
+
+    class Meta:
+        model = Task
+        fields = "__all__"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from evaluator.ranking.settings import DEFAULT_ALPHA, DEFAULT_N_BOOTSTRAP, DEFAULT_SEED
+
+        self.fields["ranking_settings"].help_text = (
+            'A JSON object, e.g. {"n_bootstrap": 2000}; a missing key takes the default '
+            f"(n_bootstrap {DEFAULT_N_BOOTSTRAP}, alpha {DEFAULT_ALPHA}, seed {DEFAULT_SEED})."
+        )
+        if "train_dataset" in self.fields:
+            self.fields["train_dataset"].queryset = Dataset.objects.filter(role="train")
+
+
+class PhaseForm(ModelValidatedForm):
+    case_ids = BlankWhenEmptyJSONField(
+        help_text="Image names of the test dataset, a JSON list (organizers can build it with "
+        "challenges.services.select_cases)."
+    )
+
+    class Meta:
+        model = Phase
+        fields = "__all__"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "test_dataset" in self.fields:
+            self.fields["test_dataset"].queryset = Dataset.objects.filter(role="test")
+
+
+def _links(objects, route: str, empty: str):
+    rows = [(reverse(route, args=[o.pk]), str(o), getattr(o, "title", "")) for o in objects]
+    if not rows:
+        return empty
+    return format_html("<ul>{}</ul>", format_html_join("", '<li><a href="{}">{}</a> {}</li>', rows))
 
 
 @admin.register(Challenge)
@@ -16,22 +155,28 @@ class ChallengeAdmin(admin.ModelAdmin):
     list_display = ("title", "slug", "is_public", "created_at")
     prepopulated_fields = {"slug": ("title",)}
     filter_horizontal = ("organizers",)
-    inlines = [TaskInline]
+    readonly_fields = ("task_links",)
     search_fields = ("title", "slug")
 
-
-class PhaseInline(admin.StackedInline):
-    model = Phase
-    extra = 0
-    show_change_link = True
-    fields = ("slug", "title", "opens_at", "closes_at", "visibility", "published", "test_dataset")
+    @admin.display(description="tasks")
+    def task_links(self, obj):
+        if obj is None or obj.pk is None:
+            return "Save the challenge, then add its tasks on the Task page."
+        return _links(obj.tasks.all(), "admin:challenges_task_change", "no tasks yet")
 
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
+    form = TaskForm
     list_display = ("__str__", "title", "primary_metric")
     list_filter = ("challenge",)
-    inlines = [PhaseInline]
+    readonly_fields = ("phase_links",)
+
+    @admin.display(description="phases")
+    def phase_links(self, obj):
+        if obj is None or obj.pk is None:
+            return "Save the task, then add its phases on the Phase page."
+        return _links(obj.phases.all(), "admin:challenges_phase_change", "no phases yet")
 
 
 @admin.action(description="Publish results of the selected phases")
@@ -65,6 +210,7 @@ def recompute(modeladmin, request, queryset):
 
 @admin.register(Phase)
 class PhaseAdmin(admin.ModelAdmin):
+    form = PhaseForm
     list_display = (
         "__str__",
         "title",

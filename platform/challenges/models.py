@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-SPECIES = ["pig", "rat", "human"]
-TISSUE_STATES = ["physiological", "malperfused", "icg", "unclear"]
+from datasets.labels import STUDY_CLASSES
+
+# The vocabularies live with the datasets format (one home); the platform reads them here.
+from datasets.manifest import SPECIES, TISSUE_STATES  # noqa: F401
+
+if TYPE_CHECKING:
+    from evaluator.taskspec import TaskSpec
+
+#: TaskSpec field -> Task model field, where the names differ.
+SPEC_FIELDS = {"ranking": "ranking_settings", "n_channels": NON_FIELD_ERRORS}
+
+
+def default_label_names() -> list[str]:
+    """The study's 12 classes, in index order: a valid default instead of an empty list."""
+    return list(STUDY_CLASSES)
 
 
 class Challenge(models.Model):
@@ -78,20 +94,33 @@ class Task(models.Model):
     source_states = models.JSONField(default=list)
     target_species = models.JSONField(default=list)
     target_states = models.JSONField(default=list)
-    label_names = models.JSONField(default=list, help_text="Class names in index order.")
-    ignore_index = models.PositiveSmallIntegerField(default=255)
+    label_names = models.JSONField(
+        default=default_label_names,
+        help_text="Class names in index order (the model's output channels).",
+    )
+    ignore_index = models.PositiveSmallIntegerField(
+        default=255, help_text="Reference value of unlabelled pixels; above every class index."
+    )
     preprocessing = models.CharField(
         max_length=20, default="l1", choices=[("l1", "L1 per pixel"), ("none", "none")]
     )
-    nsd_tolerances = models.JSONField(default=list, help_text="Per class, in pixels.")
+    nsd_tolerances = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="One value per class in label order, in pixels; empty: 1 pixel for every class.",
+    )
     scored_labels = models.JSONField(
         default=list,
         blank=True,
         help_text="Classes that are scored (e.g. only kidney); empty: all classes.",
     )
-    primary_metric = models.CharField(max_length=10, default="dsc")
+    primary_metric = models.CharField(
+        max_length=10, default="dsc", help_text="Metric of the ranking: dsc or nsd."
+    )
     ranking_settings = models.JSONField(
-        default=dict, blank=True, help_text="n_bootstrap, alpha, seed"
+        default=dict,
+        blank=True,
+        help_text="n_bootstrap, alpha, seed; a missing key takes the ranking engine's default.",
     )
     train_dataset = models.ForeignKey(
         Dataset, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -110,6 +139,75 @@ class Task(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("task-detail", args=[self.challenge.slug, self.slug])
+
+    def spec_data(self) -> dict[str, Any]:
+        """The settings as TaskSpec.from_dict reads them."""
+        return {
+            "label_names": self.label_names,
+            "ignore_index": self.ignore_index,
+            "preprocessing": self.preprocessing,
+            "nsd_tolerances": self.nsd_tolerances,
+            "scored_labels": self.scored_labels,
+            "primary_metric": self.primary_metric,
+            "ranking": self.ranking_settings,
+            "source_species": self.source_species,
+            "source_states": self.source_states,
+            "target_species": self.target_species,
+            "target_states": self.target_states,
+        }
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The validated settings the evaluator uses; raises evaluator.taskspec.TaskSpecError
+        (``errors`` keyed by TaskSpec field) when an organizer's setting is invalid."""
+        from evaluator.taskspec import TaskSpec
+
+        return TaskSpec.from_dict(self.spec_data())
+
+    def validation_errors(self, *, with_phases: bool = True) -> dict[str, list[str]]:
+        """Every problem of the task's settings, keyed by model field name (empty: valid).
+        ``with_phases`` also compares the label names with each phase's test labels."""
+        from evaluator.taskspec import TaskSpec, TaskSpecError
+
+        errors: dict[str, list[str]] = {}
+        try:
+            TaskSpec.from_dict(self.spec_data())
+        except TaskSpecError as exc:
+            for name, msgs in exc.errors.items():
+                errors.setdefault(SPEC_FIELDS.get(name, name), []).extend(msgs)
+        if self.train_dataset_id is not None and self.train_dataset.role != "train":
+            errors.setdefault("train_dataset", []).append(
+                f"{self.train_dataset} is a {self.train_dataset.get_role_display()} dataset; "
+                "choose a training dataset"
+            )
+        if with_phases and self.pk is not None and "label_names" not in errors:
+            for phase in self.phases.select_related("test_dataset"):
+                problem = _label_mismatch(self.label_names, phase.test_dataset)
+                if problem:
+                    errors.setdefault("label_names", []).append(f"phase {phase.slug}: {problem}")
+        return errors
+
+    def clean(self) -> None:
+        super().clean()
+        if self.nsd_tolerances is None:
+            self.nsd_tolerances = []
+        if self.scored_labels is None:
+            self.scored_labels = []
+        if self.ranking_settings is None:
+            self.ranking_settings = {}
+        errors = self.validation_errors()
+        if errors:
+            raise ValidationError(errors)
+
+
+def _label_mismatch(label_names: Any, dataset: Dataset | None) -> str:
+    """Why the dataset's labels cannot be scored with these class names ("" if they can)."""
+    if dataset is None or not dataset.label_names or label_names == dataset.label_names:
+        return ""
+    return (
+        f"the labels of test dataset {dataset.name!r} use the classes {dataset.label_names}; "
+        "the task's label names must be the same, in the same order"
+    )
 
 
 class Phase(models.Model):
@@ -173,6 +271,110 @@ class Phase(models.Model):
 
     def results_public(self) -> bool:
         return self.visibility == "public" or (self.visibility == "hidden" and self.published)
+
+    def validation_errors(self) -> dict[str, list[str]]:
+        """Every problem of the phase against its task and test dataset, keyed by model field
+        name (empty: valid). The task's own settings are checked by Task.validation_errors."""
+        errors: dict[str, list[str]] = {}
+
+        def add(name: str, message: str) -> None:
+            errors.setdefault(name, []).append(message)
+
+        if self.opens_at and self.closes_at and self.closes_at <= self.opens_at:
+            add("closes_at", "the phase must close after it opens")
+        for name, low in PHASE_MINIMA.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                add(name, f"must be at least {low}")
+        if (
+            self.submissions_total is not None
+            and self.submissions_per_day is not None
+            and self.submissions_per_day > self.submissions_total
+        ):
+            add("submissions_per_day", "cannot exceed the total number of submissions")
+        if self.wall_seconds and self.wall_seconds >= settings.EVALUATION_TIME_LIMIT:
+            add(
+                "wall_seconds",
+                f"must stay below the workers' time limit of {settings.EVALUATION_TIME_LIMIT} s "
+                "(EVALUATION_TIME_LIMIT), or the worker is stopped before the sandbox",
+            )
+        if self.max_upload_mb and self.max_upload_mb > settings.MAX_UPLOAD_MB:
+            add(
+                "max_upload_mb",
+                f"the site accepts at most {settings.MAX_UPLOAD_MB} MB (MAX_UPLOAD_MB)",
+            )
+        self._check_cases(add)
+        return errors
+
+    def _check_cases(self, add) -> None:
+        ds = self.test_dataset if self.test_dataset_id is not None else None
+        if ds is None:
+            add("test_dataset", "choose the hidden test dataset that holds this phase's cases")
+        elif ds.role != "test":
+            add(
+                "test_dataset",
+                f"{ds} is a {ds.get_role_display()} dataset; choose a hidden test dataset",
+            )
+        cases = self.case_ids
+        if not isinstance(cases, list) or not all(isinstance(c, str) and c for c in cases):
+            add("case_ids", "give the test cases as a list of image names")
+            return
+        if not cases:
+            add("case_ids", "give at least one test case (image names of the test dataset)")
+            return
+        dups = sorted({c for c in cases if cases.count(c) > 1})
+        if dups:
+            add("case_ids", f"cases listed twice: {_some(dups)}")
+        if ds is None:
+            return
+        meta = {r["image_name"]: r for r in ds.manifest}
+        missing = [c for c in dict.fromkeys(cases) if c not in meta]
+        if missing:
+            add("case_ids", f"not in the manifest of test dataset {ds.name!r}: {_some(missing)}")
+        # an unsaved task (admin "add" page with phase inlines) is cached without a pk
+        task = self._state.fields_cache.get("task") or (self.task if self.task_id else None)
+        if task is None:
+            return
+        problem = _label_mismatch(task.label_names, ds)
+        if problem:
+            add("test_dataset", problem)
+        for key, allowed, what in (
+            ("species", task.target_species, "species"),
+            ("tissue_state", task.target_states, "tissue state"),
+        ):
+            if not isinstance(allowed, list) or not allowed:
+                continue  # the task's own validation reports it
+            off = [c for c in cases if c in meta and meta[c].get(key) not in allowed]
+            if off:
+                add(
+                    "case_ids",
+                    f"cases whose {what} is not a target {what} of the task ({', '.join(allowed)}): "
+                    f"{_some(off)}",
+                )
+
+    def clean(self) -> None:
+        super().clean()
+        errors = self.validation_errors()
+        if errors:
+            raise ValidationError(errors)
+
+
+#: Smallest sane value of each numeric phase limit.
+PHASE_MINIMA = {
+    "submissions_per_day": 1,
+    "submissions_total": 1,
+    "max_concurrent": 1,
+    "wall_seconds": 10,
+    "memory_mb": 256,
+    "cpu_threads": 1,
+    "max_upload_mb": 1,
+    "chunk_size": 1,
+}
+
+
+def _some(items: list[str], n: int = 10) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 class Team(models.Model):

@@ -1,9 +1,14 @@
 """Object-level permission rules, in one place for pages, API and exports alike.
 
 Roles: reader (anonymous), participant (registered), team member, organizer of this
-challenge, staff. Hidden phases, team-only results and per-case results never leak."""
+challenge, staff. Hidden phases, team-only results and per-case results never leak.
+
+Rules that select many objects come as a `Q` next to their one-object form, so selectors
+filter querysets by the same rule that guards a single object."""
 
 from __future__ import annotations
+
+from django.db.models import Q
 
 from .models import Challenge, Membership, Phase, Registration
 
@@ -19,6 +24,15 @@ def can_view_challenge(user, challenge: Challenge) -> bool:
         user.is_authenticated
         and Registration.objects.filter(challenge=challenge, user=user).exists()
     )
+
+
+def challenge_filter(user) -> Q:
+    """can_view_challenge as a Challenge filter (combine with .distinct())."""
+    if user.is_authenticated and user.is_staff:
+        return Q()
+    if user.is_authenticated:
+        return Q(is_public=True) | Q(organizers=user) | Q(registrations__user=user)
+    return Q(is_public=True)
 
 
 def is_participant(user, challenge: Challenge) -> bool:
@@ -45,6 +59,24 @@ def owns(user, sub) -> bool:
 
 def can_view_submission(user, sub) -> bool:
     return owns(user, sub) or is_organizer(user, sub.phase.challenge)
+
+
+def submission_filter(user) -> Q:
+    """can_view_submission as a Submission filter (combine with .distinct())."""
+    if not user.is_authenticated:
+        return Q(pk__in=[])
+    if user.is_staff:
+        return Q()
+    return Q(user=user) | Q(team__members=user) | Q(phase__task__challenge__organizers=user)
+
+
+def can_cancel_submission(user, sub) -> bool:
+    return owns(user, sub) or is_organizer(user, sub.phase.challenge)
+
+
+def can_choose_submission(user, sub) -> bool:
+    """Only the team (or the participant without a team) picks its leaderboard entry."""
+    return owns(user, sub)
 
 
 def is_ranked(sub) -> bool:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import transaction
 
-from .models import Dataset, Phase, audit
+from .models import Dataset, Phase, Task, audit
+from .permissions import is_organizer
+
+if TYPE_CHECKING:
+    from evaluator.taskspec import TaskSpec
 
 
 class RegistrationError(ValueError):
@@ -90,8 +96,67 @@ def case_metadata(dataset: Dataset) -> dict[str, dict]:
     return {r["image_name"]: r for r in dataset.manifest}
 
 
-@transaction.atomic
-def set_published(phase: Phase, published: bool, actor=None) -> None:
-    phase.published = published
-    phase.save(update_fields=["published"])
-    audit(actor, "publish" if published else "hide", phase)
+def set_published(phase: Phase, published: bool, actor=None) -> Phase:
+    """Release (or withdraw) a phase's results; organizers only (actor=None: the platform).
+    Pages and exports read the flag on every request, so nothing else needs recomputing."""
+    with transaction.atomic():
+        phase = Phase.objects.select_for_update().select_related("task__challenge").get(pk=phase.pk)
+        if actor is not None and not is_organizer(actor, phase.challenge):
+            raise PermissionDenied("only organizers can publish or hide results")
+        phase.published = published
+        phase.save(update_fields=["published"])
+        audit(actor, "publish" if published else "hide", phase)
+    return phase
+
+
+# --- task and phase settings -------------------------------------------------------------------
+class ConfigurationError(ValueError):
+    """A task's or phase's settings are invalid: the organizers' problem, never a participant's.
+
+    ``errors`` maps "task.<field>" / "phase.<field>" to messages addressed to the organizers.
+    """
+
+    def __init__(self, phase: Phase, errors: dict[str, list[str]]) -> None:
+        self.phase = phase
+        self.errors = errors
+        lines = [f"{name}: {msg}" for name, msgs in errors.items() for msg in msgs]
+        super().__init__(f"phase {phase} is misconfigured: " + "; ".join(lines))
+
+
+def validate_task(task: Task) -> TaskSpec:
+    """The task's validated spec; raises ValidationError keyed by model field name. The check
+    behind the admin forms, for any future organizer form or API write."""
+    errors = task.validation_errors()
+    if errors:
+        raise ValidationError(errors)
+    return task.spec
+
+
+def validate_phase(phase: Phase) -> TaskSpec:
+    """The spec of the phase's task once task and phase are valid; raises ValidationError keyed
+    by Phase field name (the task's problems under NON_FIELD_ERRORS, prefixed "task ...")."""
+    try:
+        return evaluation_spec(phase)
+    except ConfigurationError as exc:
+        errors: dict[str, list[str]] = {}
+        for name, msgs in exc.errors.items():
+            owner, field = name.split(".", 1)
+            if owner == "phase":
+                errors.setdefault(field, []).extend(msgs)
+            else:
+                errors.setdefault(NON_FIELD_ERRORS, []).extend(f"task {field}: {m}" for m in msgs)
+        raise ValidationError(errors) from None
+
+
+def evaluation_spec(phase: Phase) -> TaskSpec:
+    """What the pipeline calls before evaluating a submission of ``phase``: the task's
+    validated TaskSpec, or ConfigurationError listing every task and phase problem, so that a
+    broken setting fails the submission as the organizers' problem instead of charging the
+    participant with an "invalid output"."""
+    # other phases of the task do not block this one: its own labels are checked below
+    task_errors = phase.task.validation_errors(with_phases=False)
+    errors = {f"task.{k}": v for k, v in task_errors.items()}
+    errors |= {f"phase.{k}": v for k, v in phase.validation_errors().items()}
+    if errors:
+        raise ConfigurationError(phase, errors)
+    return phase.task.spec

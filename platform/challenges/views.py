@@ -1,45 +1,37 @@
-"""Reader and participant pages of challenges, tasks and phases (thin: logic in services)."""
+"""Reader and participant pages of challenges, tasks and phases (thin: queries in selectors,
+actions in services, rules in permissions)."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from leaderboards.selectors import can_see_some_rows, leaderboard_context
+from leaderboards.services import current_snapshot
+from submissions.selectors import owner_submissions, team_of
 from submissions.services import (
     SubmissionRefused,
     add_member,
     create_team,
     join_challenge,
     quota_for,
-    team_of,
+    rerun_phase,
 )
 
-from .models import Challenge, Phase, Task
+from . import services
 from .permissions import (
     can_download_training_data,
-    can_view_challenge,
     can_view_leaderboard,
     is_organizer,
     is_participant,
 )
-
-
-def visible_challenges(user):
-    qs = Challenge.objects.prefetch_related("tasks")
-    if user.is_staff:
-        return qs
-    if user.is_authenticated:
-        from django.db.models import Q
-
-        return qs.filter(
-            Q(is_public=True) | Q(organizers=user) | Q(registrations__user=user)
-        ).distinct()
-    return qs.filter(is_public=True)
+from .selectors import get_challenge_for, get_phase_for, get_task_for, visible_challenges
 
 
 def home(request):
@@ -47,15 +39,8 @@ def home(request):
     return render(request, "challenges/home.html", {"page": page})
 
 
-def get_challenge(request, slug: str) -> Challenge:
-    challenge = get_object_or_404(Challenge, slug=slug)
-    if not can_view_challenge(request.user, challenge):
-        raise Http404("No such challenge")  # private challenges do not reveal they exist
-    return challenge
-
-
 def challenge_detail(request, slug: str):
-    challenge = get_challenge(request, slug)
+    challenge = get_challenge_for(request.user, slug)
     user = request.user
     ctx = {
         "challenge": challenge,
@@ -70,7 +55,7 @@ def challenge_detail(request, slug: str):
 @login_required
 @require_POST
 def join(request, slug: str):
-    challenge = get_challenge(request, slug)
+    challenge = get_challenge_for(request.user, slug)
     if request.POST.get("accept_terms") != "on":
         messages.error(request, "Please accept the terms to join.")
     else:
@@ -84,7 +69,7 @@ def join(request, slug: str):
 def team(request, slug: str):
     from accounts.models import User
 
-    challenge = get_challenge(request, slug)
+    challenge = get_challenge_for(request.user, slug)
     try:
         if not is_participant(request.user, challenge):
             raise SubmissionRefused("join the challenge (accept its terms) before forming a team")
@@ -112,49 +97,59 @@ def team(request, slug: str):
 
 
 def task_detail(request, slug: str, task: str):
-    challenge = get_challenge(request, slug)
-    t = get_object_or_404(Task, challenge=challenge, slug=task)
+    t = get_task_for(request.user, slug, task)
     return render(
         request,
         "challenges/task_detail.html",
-        {"challenge": challenge, "task": t, "phases": t.phases.all()},
-    )
-
-
-def get_phase(request, slug: str, task: str, phase: str) -> Phase:
-    challenge = get_challenge(request, slug)
-    return get_object_or_404(
-        Phase.objects.select_related("task__challenge"),
-        task__challenge=challenge,
-        task__slug=task,
-        slug=phase,
+        {"challenge": t.challenge, "task": t, "phases": t.phases.all()},
     )
 
 
 def phase_detail(request, slug: str, task: str, phase: str):
-    from leaderboards.services import current_snapshot
-    from leaderboards.views import leaderboard_context
-
-    p = get_phase(request, slug, task, phase)
+    p = get_phase_for(request.user, slug, task, phase)
     user = request.user
     ctx = {
         "phase": p,
         "task": p.task,
         "challenge": p.challenge,
         "organizer": is_organizer(user, p.challenge),
+        "can_see_leaderboard": can_see_some_rows(user, p),
+        "full_leaderboard": can_view_leaderboard(user, p),
     }
-    from leaderboards.views import can_see_some_rows
-
-    ctx["can_see_leaderboard"] = can_see_some_rows(user, p)
-    ctx["full_leaderboard"] = can_view_leaderboard(user, p)
     if ctx["can_see_leaderboard"]:
-        ctx.update(leaderboard_context(request, p, current_snapshot(p)))
+        ctx.update(
+            leaderboard_context(
+                user,
+                p,
+                current_snapshot(p),
+                q=request.GET.get("q", ""),
+                sort=request.GET.get("sort", "rank"),
+            )
+        )
     if user.is_authenticated and is_participant(user, p.challenge):
-        from submissions.services import owner_submissions
-
         ctx["quota"] = quota_for(p, user)
         ctx["my_submissions"] = owner_submissions(p, user)[:20]
     return render(request, "challenges/phase_detail.html", ctx)
+
+
+PHASE_ACTIONS = {"publish", "unpublish", "rerun"}
+
+
+@login_required
+@require_POST
+def phase_action(request, slug: str, task: str, phase: str):
+    """Organizer actions on a phase: publish or hide its results, re-run its submissions."""
+    p = get_phase_for(request.user, slug, task, phase)
+    action = request.POST.get("action")
+    if action not in PHASE_ACTIONS or not is_organizer(request.user, p.challenge):
+        raise PermissionDenied("not allowed")
+    if action == "rerun":
+        n = rerun_phase(p, request.user)
+        messages.success(request, f"re-queued {n} submission(s)")
+    else:
+        services.set_published(p, action == "publish", actor=request.user)
+        messages.success(request, "results published" if action == "publish" else "results hidden")
+    return redirect(p)
 
 
 # --- training data --------------------------------------------------------------------------
@@ -182,9 +177,8 @@ def login_or_token(view):
 
 
 def _training_dataset(request, slug: str, task: str):
-    challenge = get_challenge(request, slug)
-    t = get_object_or_404(Task, challenge=challenge, slug=task)
-    if not can_download_training_data(request.user, challenge):
+    t = get_task_for(request.user, slug, task)
+    if not can_download_training_data(request.user, t.challenge):
         return (
             t,
             None,

@@ -8,58 +8,77 @@ per-process LRU answers most requests without touching the cache backend; the sh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
-from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.cache import cache
 from django.template.loader import render_to_string
 
-from .models import RankingSnapshot
+from evaluator.metrics import HIGHER_IS_BETTER
 
-SORT_KEYS = {"rank", "tier", "dsc", "nsd", "team", "method", "submitted", "n_failed", "n_cases"}
+from .models import RankingSnapshot
+from .rows import REPORTED_METRICS, LeaderboardRow, ranked_metrics, rows_from_snapshot
+from .services import task_metric
+
+BASE_SORT_KEYS = {"rank", "tier", "team", "method", "submitted", "n_failed", "n_cases"}
+#: Columns a leaderboard sorts by: the base columns and any metric column.
+SORT_KEYS = BASE_SORT_KEYS | set(HIGHER_IS_BETTER)
 LOCAL_MAX = 512
 # Off only to measure what the cache saves (bench/bench_leaderboard.py).
 ENABLED = os.environ.get("XENOBENCH_FRAGMENT_CACHE", "1") != "0"
-_local: OrderedDict[str, str] = OrderedDict()
 
 
-def _local_get(key: str) -> str | None:
-    html = _local.get(key)
-    if html is not None:
-        _local.move_to_end(key)
+class _Fragment:
+    """Key of the per-process fragment cache. It carries how to build the HTML on a miss,
+    which takes no part in equality, so functools.lru_cache keys on the string alone."""
+
+    __slots__ = ("build", "key")
+
+    def __init__(self, key: str, build: Callable[[], str] | None) -> None:
+        self.key, self.build = key, build
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Fragment) and other.key == self.key
+
+
+@functools.lru_cache(maxsize=LOCAL_MAX)
+def _local_fragment(req: _Fragment) -> str:
+    html = req.build()
+    req.build = None  # the cached key must not keep the page's objects alive
     return html
 
 
-def _local_put(key: str, html: str) -> None:
-    _local[key] = html
-    _local.move_to_end(key)
-    while len(_local) > LOCAL_MAX:
-        _local.popitem(last=False)
-
-
 def clear_local_cache() -> None:
-    _local.clear()
+    _local_fragment.cache_clear()
 
 
-def filter_and_sort(rows: list[dict], q: str, sort: str) -> list[dict]:
+def filter_and_sort(rows: list[LeaderboardRow], q: str, sort: str) -> list[LeaderboardRow]:
+    """Rows whose team or method contains ``q``, ordered by a column (``-col``: descending).
+    Columns sort by value; the default order (rank) already honours the metric's direction."""
     if q:
-        rows = [r for r in rows if q in r["team"].lower() or q in r["method"].lower()]
+        rows = [r for r in rows if q in r.team.lower() or q in r.method.lower()]
     key = sort.lstrip("-")
     if key in SORT_KEYS:
         rows = sorted(
             rows,
-            key=lambda r: (r.get(key) is None, r.get(key) or 0),
+            key=lambda r: (r.sort_value(key) is None, r.sort_value(key) or 0),
             reverse=sort.startswith("-"),
         )
     return rows
 
 
-def _table(tid: str, title: str, cols: list[str], data: dict, rows: list[dict]) -> dict | None:
+def _table(
+    tid: str, title: str, cols: list[str], data: dict, rows: Sequence[LeaderboardRow]
+) -> dict | None:
     body = []
     for r in rows:
-        vals = data.get(str(r["submission_id"]))
+        vals = data.get(str(r.submission_id))
         if vals is None:
             continue
         body.append({"row": r, "values": [vals.get(c) for c in cols]})
@@ -68,17 +87,33 @@ def _table(tid: str, title: str, cols: list[str], data: dict, rows: list[dict]) 
     return {"id": tid, "title": title, "columns": cols, "rows": body}
 
 
-def breakdown_tables(breakdowns: dict, rows: list[dict], label_names: list[str]) -> list[dict]:
-    """Per organ, per tissue state and (when there are several) per species, DSC and NSD,
-    for the given rows only (visibility is applied by the caller)."""
+def _metrics_of(breakdowns: dict, primary: str | None) -> list[str]:
+    present = set()
+    for part in ("by_label", "by_state", "by_species"):
+        present |= set(breakdowns.get(part, {}))
+    order = [primary, *REPORTED_METRICS] if primary else list(REPORTED_METRICS)
+    ordered = [m for m in dict.fromkeys(order) if m in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def breakdown_tables(
+    breakdowns: dict,
+    rows: Sequence[LeaderboardRow],
+    label_names: list[str],
+    primary: str | None = None,
+) -> list[dict]:
+    """Per organ, per tissue state and (when there are several) per species, for each
+    stored metric (the primary one first), for the given rows only (visibility is applied
+    by the caller)."""
+    metrics = _metrics_of(breakdowns, primary)
     out = []
-    for metric in ("dsc", "nsd"):
+    for metric in metrics:
         m = metric.upper()
         by_label = breakdowns.get("by_label", {}).get(metric, {})
         present = {k for v in by_label.values() for k, x in v.items() if x is not None}
         organs = [n for n in label_names if n in present] + sorted(present - set(label_names))
         out.append(_table(f"organ-{metric}", f"Per organ · {m}", organs, by_label, rows))
-    for metric in ("dsc", "nsd"):
+    for metric in metrics:
         by_state = breakdowns.get("by_state", {}).get(metric, {})
         states = sorted({k for v in by_state.values() for k in v})
         out.append(
@@ -86,7 +121,7 @@ def breakdown_tables(breakdowns: dict, rows: list[dict], label_names: list[str])
                 f"state-{metric}", f"Per tissue state · {metric.upper()}", states, by_state, rows
             )
         )
-    for metric in ("dsc", "nsd"):
+    for metric in metrics:
         by_species = breakdowns.get("by_species", {}).get(metric, {})
         species = sorted({k for v in by_species.values() for k in v})
         if len(species) > 1:
@@ -105,7 +140,7 @@ def breakdown_tables(breakdowns: dict, rows: list[dict], label_names: list[str])
 def fragment_key(snap: RankingSnapshot, vis: str, q: str, sort: str, permalink: bool) -> str:
     # created_at too: primary keys can be reused (e.g. after a rolled-back test transaction).
     raw = f"{snap.phase_id}|{snap.version}|{snap.created_at.isoformat()}|{vis}|{q}|{sort}|{int(permalink)}"
-    return f"lbfrag:v2:{snap.pk}:{hashlib.sha1(raw.encode()).hexdigest()}"
+    return f"lbfrag:v3:{snap.pk}:{hashlib.sha1(raw.encode()).hexdigest()}"
 
 
 def render_fragment(
@@ -128,19 +163,34 @@ def render_fragment(
     if not ENABLED:
         return _render(phase, snap, rows_for(snap), full=full, q=q, sort=sort, permalink=permalink)
     key = fragment_key(snap, vis, q, sort, permalink)
-    html = _local_get(key)
-    if html is not None:
+
+    def shared() -> str:
+        html = cache.get(key)
+        if html is None:
+            html = _render(
+                phase, snap, rows_for(snap), full=full, q=q, sort=sort, permalink=permalink
+            )
+            cache.set(key, html, timeout=24 * 3600)
         return html
-    html = cache.get(key)
-    if html is None:
-        html = _render(phase, snap, rows_for(snap), full=full, q=q, sort=sort, permalink=permalink)
-        cache.set(key, html, timeout=24 * 3600)
-    _local_put(key, html)
-    return html
+
+    return _local_fragment(_Fragment(key, shared))
+
+
+def metric_columns(phase, rows: Sequence[LeaderboardRow]) -> list[str]:
+    """The metric columns of a table: its rows' metrics, else the task's."""
+    if rows:
+        return list(rows[0].metric_names)
+    return list(ranked_metrics(task_metric(phase.task)[0]))
 
 
 def _render(phase, snap, visible: list[dict], *, full, q, sort, permalink) -> str:
-    rows = filter_and_sort(visible, q, sort)
+    primary = task_metric(phase.task)[0]
+    typed = rows_from_snapshot(visible, primary)
+    rows = filter_and_sort(typed, q, sort)
+    columns = metric_columns(phase, typed)
+    primary = typed[0].primary_metric if typed else primary
+    links = _sort_links(sort, columns)
+    tables = breakdown_tables(snap.breakdowns, rows, phase.task.label_names, primary)
     latest = phase.snapshots.order_by("-version").values_list("version", flat=True).first()
     ctx: dict[str, Any] = {
         "phase": phase,
@@ -149,13 +199,17 @@ def _render(phase, snap, visible: list[dict], *, full, q, sort, permalink) -> st
         "snapshot": snap,
         "rows": rows,
         "n_visible": len(visible),
+        "primary": primary,
+        "higher_is_better": HIGHER_IS_BETTER.get(primary, True),
+        "metric_headers": [{"name": m, "label": m.upper(), "sort": links[m]} for m in columns],
         "full": full,
         "q": q,
         "sort": sort,
         "permalink": permalink,
         "latest_version": latest,
-        "breakdowns": breakdown_tables(snap.breakdowns, rows, phase.task.label_names),
-        "sort_links": _sort_links(sort),
+        "breakdowns": tables,
+        "species_breakdown": any(t["id"].startswith("species-") for t in tables),
+        "sort_links": links,
         "versions": list(phase.snapshots.order_by("-version").values("version", "created_at")[:20])
         if full
         else [],
@@ -163,9 +217,6 @@ def _render(phase, snap, visible: list[dict], *, full, q, sort, permalink) -> st
     return render_to_string("leaderboards/_leaderboard.html", ctx)
 
 
-def _sort_links(current: str) -> dict[str, str]:
+def _sort_links(current: str, metrics: Sequence[str] = REPORTED_METRICS) -> dict[str, str]:
     """?sort= targets for the header links (used without JavaScript): toggles direction."""
-    out = {}
-    for k in SORT_KEYS:
-        out[k] = f"-{k}" if current == k else k
-    return out
+    return {k: f"-{k}" if current == k else k for k in (*BASE_SORT_KEYS, *metrics)}

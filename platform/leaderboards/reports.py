@@ -19,6 +19,8 @@ from challenges.permissions import can_view_leaderboard
 
 from .leaderboard import breakdown_tables
 from .models import RankingSnapshot
+from .rows import rows_from_snapshot
+from .services import task_metric
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +138,14 @@ def phase_report_context(phase, snap: RankingSnapshot | None) -> dict[str, Any]:
     }
     if snap is None:
         return ctx
-    primary = phase.task.primary_metric
+    primary = task_metric(phase.task)[0]
+    rows = rows_from_snapshot(snap.rows, primary)
+    primary = rows[0].primary_metric if rows else primary
     res = snap.result.get(primary) or {}
     ctx.update(
-        rows=snap.rows,
+        rows=rows,
         primary=primary,
+        metric_names=[m.upper() for m in rows[0].metric_names] if rows else [primary.upper()],
         model=res.get("model"),
         bootstrap=res.get("bootstrap"),
         n_cases=res.get("n_cases"),
@@ -156,7 +161,7 @@ def phase_report_context(phase, snap: RankingSnapshot | None) -> dict[str, Any]:
             }
             for name, svg in snap.figures.items()
         ],  # fmt: skip
-        breakdowns=breakdown_tables(snap.breakdowns, snap.rows, phase.task.label_names),
+        breakdowns=breakdown_tables(snap.breakdowns, rows, phase.task.label_names, primary),
     )
     return ctx
 
@@ -184,7 +189,7 @@ def challenge_report_context(challenge, user) -> dict[str, Any]:
         phase, snap = primary_phase(task, user)
         tasks.append({"task": task, "phase": phase, "snapshot": snap})
         if snap is not None:
-            ranks = {r["team"]: int(r["rank"]) for r in snap.rows if r.get("rank") is not None}
+            ranks = {r.team: r.rank for r in rows_from_snapshot(snap.rows) if r.rank is not None}
             if ranks:
                 tables[task.title] = ranks
     ctx: dict[str, Any] = {"challenge": challenge, "tasks": tasks, "consensus": None}

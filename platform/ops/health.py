@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.db import connection
-from django.utils import timezone
+
+from .heartbeat import live_workers, stale_seconds
 
 
 def check_database() -> dict:
@@ -33,20 +31,13 @@ def check_broker() -> dict:
 
 
 def check_workers() -> dict:
-    from .models import WorkerHeartbeat
-
     try:
-        cutoff = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
-        alive = list(
-            WorkerHeartbeat.objects.filter(last_seen__gte=cutoff).values(
-                "hostname", "queues", "last_seen"
-            )
-        )
+        alive = list(live_workers().values("hostname", "queues", "last_seen"))
     except Exception as exc:  # noqa: BLE001
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300], "workers": []}
     for w in alive:
         w["last_seen"] = w["last_seen"].isoformat()
-    return {"ok": bool(alive), "workers": alive, "stale_after_s": settings.WORKER_STALE_SECONDS}
+    return {"ok": bool(alive), "workers": alive, "stale_after_s": stale_seconds()}
 
 
 def health_report(workers: bool = True) -> tuple[bool, dict]:

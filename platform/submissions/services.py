@@ -1,6 +1,9 @@
-"""Participant and organizer actions on submissions: quota, upload, cancel, rerun, disqualify.
+"""Participant and organizer actions on submissions: quota, upload, cancel, choose, rerun,
+disqualify.
 
-Views and the REST API are thin wrappers around these functions."""
+Views and the REST API are thin wrappers around these functions. Each action runs in one
+transaction under a row lock and leaves an audit entry; who may act is checked here, so no
+caller can forget it (actor=None is the platform itself: scripts, the demo)."""
 
 from __future__ import annotations
 
@@ -9,12 +12,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
 from challenges.models import Membership, Phase, Registration, Team, audit
+from challenges.permissions import can_cancel_submission, can_choose_submission, is_organizer
 
-from .models import ACTIVE, Status, Submission
+from .models import ACTIVE, Message, Status, Submission
+from .selectors import entry_group, owner_submissions, team_of
 from .storage import UploadError, discard, store_upload
 
 PLATFORM_ERROR = "platform_error"
@@ -54,18 +60,6 @@ class Quota:
             "max_concurrent": self.max_concurrent,
             "resets_at": self.resets_at.isoformat(),
         }
-
-
-def team_of(user, challenge) -> Team | None:
-    m = Membership.objects.filter(user=user, challenge=challenge).select_related("team").first()
-    return m.team if m else None
-
-
-def owner_submissions(phase: Phase, user):
-    """Submissions that share a quota with this user's: the whole team's, or the user's own."""
-    team = team_of(user, phase.challenge)
-    qs = Submission.objects.filter(phase=phase)
-    return qs.filter(team=team) if team else qs.filter(user=user, team__isnull=True)
 
 
 def quota_for(phase: Phase, user, now=None) -> Quota:
@@ -202,15 +196,16 @@ def submit(
 def enqueue_evaluation(submission_id: int, attempt: int) -> None:
     """Publish the evaluation; if the broker is down the submission stays queued and the
     reconciler re-sends it, so the upload still succeeds."""
-    from .pipeline import _send
-    from .tasks import evaluate_submission
+    from .pipeline import queue_start
 
-    _send(evaluate_submission, [submission_id, attempt], queue="evaluation")
+    queue_start(submission_id, attempt)
 
 
 def cancel(sub: Submission, actor) -> Submission:
     with transaction.atomic():
         sub = Submission.objects.select_for_update().get(pk=sub.pk)
+        if actor is not None and not can_cancel_submission(actor, sub):
+            raise PermissionDenied("only the submitting team and organizers can cancel")
         if sub.is_final:
             raise SubmissionRefused(f"submission #{sub.pk} has already {sub.status}")
         sub.status = Status.CANCELLED
@@ -223,10 +218,57 @@ def cancel(sub: Submission, actor) -> Submission:
     return sub
 
 
+def _require_organizer(actor, challenge, what: str) -> None:
+    if actor is not None and not is_organizer(actor, challenge):
+        raise PermissionDenied(f"only organizers can {what}")
+
+
+def _schedule_ranking(phase_id: int) -> None:
+    """Debounced re-ranking; its countdown (seconds) outlasts the surrounding transaction."""
+    from leaderboards.tasks import schedule_ranking
+
+    schedule_ranking(phase_id)
+
+
+def choose_submission(actor, submission: Submission) -> Submission:
+    """The team's pick for a phase ranked by the "chosen" rule: exactly one chosen submission
+    per team (or team-less participant) and phase, even when members choose concurrently."""
+    with transaction.atomic():
+        sub = (
+            Submission.objects.select_for_update()
+            .select_related("phase__task__challenge")
+            .get(pk=submission.pk)
+        )
+        if actor is None or not can_choose_submission(actor, sub):
+            raise PermissionDenied("only the submitting team chooses its leaderboard entry")
+        if sub.phase.leaderboard_rule != "chosen":
+            raise SubmissionRefused(
+                f"this phase ranks by the rule '{sub.phase.get_leaderboard_rule_display()}'; "
+                "teams choose their entry only where the rule is 'chosen by the team'"
+            )
+        if sub.status != Status.SUCCEEDED:
+            raise SubmissionRefused(
+                f"submission #{sub.pk} has {sub.status}; only finished evaluations can be chosen"
+            )
+        if sub.disqualified:
+            raise SubmissionRefused(f"submission #{sub.pk} is disqualified")
+        # Lock the whole group: a concurrent choice waits here and then replaces this one.
+        group = entry_group(sub).select_for_update()
+        previous = list(group.filter(chosen=True).exclude(pk=sub.pk).values_list("pk", flat=True))
+        group.exclude(pk=sub.pk).filter(chosen=True).update(chosen=False)
+        if not sub.chosen:
+            sub.chosen = True
+            sub.save(update_fields=["chosen"])
+        audit(actor, "choose", sub, replaced=previous)
+        _schedule_ranking(sub.phase_id)
+    return sub
+
+
 def rerun(sub: Submission, actor, reason: str = "rerun by organizer") -> Submission:
     """Evaluate again from scratch (new attempt); old results are replaced, quota unchanged."""
     with transaction.atomic():
         sub = Submission.objects.select_for_update().get(pk=sub.pk)
+        _require_organizer(actor, sub.phase.challenge, "re-run submissions")
         sub.attempt += 1
         sub.status = Status.QUEUED
         sub.status_reason = reason
@@ -246,17 +288,27 @@ def rerun(sub: Submission, actor, reason: str = "rerun by organizer") -> Submiss
 
 
 def rerun_phase(phase: Phase, actor) -> int:
-    subs = list(phase.submissions.exclude(status=Status.CANCELLED))
-    for s in subs:
-        rerun(s, actor, reason="phase re-evaluated by organizer")
-    audit(actor, "rerun_phase", phase, submissions=len(subs))
+    """Re-run every submission of a phase that was not cancelled, all or none."""
+    with transaction.atomic():
+        phase = Phase.objects.select_for_update().select_related("task__challenge").get(pk=phase.pk)
+        _require_organizer(actor, phase.challenge, "re-run a phase")
+        subs = list(phase.submissions.exclude(status=Status.CANCELLED))
+        for s in subs:
+            rerun(s, actor, reason="phase re-evaluated by organizer")
+        audit(actor, "rerun_phase", phase, submissions=len(subs))
     return len(subs)
 
 
 def set_disqualified(sub: Submission, actor, disqualified: bool = True, reason: str = "") -> None:
-    from leaderboards.tasks import schedule_ranking
+    with transaction.atomic():
+        sub = Submission.objects.select_for_update().get(pk=sub.pk)
+        _require_organizer(actor, sub.phase.challenge, "disqualify submissions")
+        sub.disqualified = disqualified
+        sub.save(update_fields=["disqualified"])
+        audit(actor, "disqualify" if disqualified else "requalify", sub, reason=reason)
+        _schedule_ranking(sub.phase_id)
 
-    sub.disqualified = disqualified
-    sub.save(update_fields=["disqualified"])
-    audit(actor, "disqualify" if disqualified else "requalify", sub, reason=reason)
-    schedule_ranking(sub.phase_id)
+
+def mark_inbox_read(user) -> int:
+    """Mark the user's messages read (the inbox page shows them first)."""
+    return Message.objects.filter(user=user, read=False).update(read=True)

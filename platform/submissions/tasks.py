@@ -1,4 +1,5 @@
-"""Celery tasks of the evaluation pipeline. Thin: the logic lives in pipeline.py.
+"""Celery tasks of the evaluation pipeline. Thin: the logic lives in the pipeline package,
+which sends these tasks by name (pipeline/queue.py) and never imports this module.
 
 Evaluation tasks are acks_late + reject_on_worker_lost (a killed worker's message comes
 back) and idempotent (stale attempts are no-ops), so redelivery never duplicates results.
@@ -22,6 +23,8 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from ops.heartbeat import live_workers, stale_before, stale_seconds
+
 from . import pipeline
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,7 @@ DB_RETRIES = 40  # with the back-off below: about half an hour of database outag
 def _db_retry_countdown(retries: int) -> float:
     # Longer than WORKER_STALE_SECONDS: the retried message may then take over the claim
     # whose heartbeat stopped while the database was away.
-    return min(60.0, settings.WORKER_STALE_SECONDS + 2.0 ** min(retries, 5))
+    return min(60.0, stale_seconds() + 2.0 ** min(retries, 5))
 
 
 def _reason(exc: BaseException) -> str:
@@ -96,14 +99,12 @@ def reconcile() -> dict:
     RECONCILE_EVERY_SECONDS). Every action is safe to repeat and to race with live tasks:
     claims are taken over only when their task heartbeat stopped, and messages are re-sent
     for the same attempt, which a live attempt ignores."""
-    from ops.models import WorkerHeartbeat
-
     from .models import Chunk, Status, Submission
 
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.WORKER_STALE_SECONDS)
+    stale = stale_before(now)
     lost = now - timedelta(seconds=settings.RECONCILE_LOST_MESSAGE_SECONDS)
-    alive = WorkerHeartbeat.objects.filter(last_seen__gte=stale).exists()
+    alive = live_workers(now).exists()
     done = {"chunks_requeued": 0, "submissions_requeued": 0, "resent": 0}
 
     # Claimed work whose task heartbeat stopped: its worker (or pool child) died.
@@ -126,16 +127,16 @@ def reconcile() -> dict:
         status="queued", submission__status=Status.RUNNING, updated_at__lt=lost
     ):
         Chunk.objects.filter(pk=chunk.pk, status="queued").update(updated_at=now)
-        pipeline._queue_chunk(chunk.pk, chunk.attempt)
+        pipeline.queue_chunk(chunk.pk, chunk.attempt)
         done["resent"] += 1
     waiting = Submission.objects.annotate(since=Coalesce("heartbeat_at", "created_at"))
     for sub in waiting.filter(status=Status.QUEUED, since__lt=lost):
         Submission.objects.filter(pk=sub.pk, status=Status.QUEUED).update(heartbeat_at=now)
-        pipeline._queue_start(sub.pk, sub.attempt)
+        pipeline.queue_start(sub.pk, sub.attempt)
         done["resent"] += 1
     for sub in waiting.filter(status=Status.SCORING, since__lt=lost):
         Submission.objects.filter(pk=sub.pk, status=Status.SCORING).update(heartbeat_at=now)
-        pipeline._queue_finalize(sub.pk, sub.attempt)
+        pipeline.queue_finalize(sub.pk, sub.attempt)
         done["resent"] += 1
     if any(done.values()):
         log.info("reconcile: %s", done)

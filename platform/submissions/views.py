@@ -1,33 +1,33 @@
-"""Participant pages: upload, follow a submission, messages; organizer actions."""
+"""Participant pages: upload, follow a submission, messages; organizer actions (thin: queries
+in selectors, actions in services)."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponseForbidden, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpResponseForbidden, JsonResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from challenges.permissions import (
     can_view_case_results,
     can_view_logs,
     can_view_scores,
-    can_view_submission,
     is_organizer,
-    owns,
 )
-from challenges.views import get_phase
+from challenges.selectors import get_phase_for
 from xenobench.ratelimit import ratelimit
 
-from . import services
-from .models import Message, Submission
+from . import selectors, services
+from .models import Submission
 
 
 @login_required
 @ratelimit("upload", limit=20, per_seconds=3600)
 def submit(request, slug: str, task: str, phase: str):
-    p = get_phase(request, slug, task, phase)
+    p = get_phase_for(request.user, slug, task, phase)
     quota = services.quota_for(p, request.user)
     error = None
     if request.method == "POST":
@@ -62,12 +62,7 @@ def submit(request, slug: str, task: str, phase: str):
 
 
 def _get_submission(request, pk: int) -> Submission:
-    sub = get_object_or_404(
-        Submission.objects.select_related("phase__task__challenge", "team", "user"), pk=pk
-    )
-    if not can_view_submission(request.user, sub):
-        raise Http404("No such submission")
-    return sub
+    return selectors.get_submission_for(request.user, pk)
 
 
 def status_payload(request, sub: Submission) -> dict:
@@ -85,10 +80,9 @@ def status_payload(request, sub: Submission) -> dict:
     if can_view_logs(request.user, sub):
         data["log"] = sub.log[-20000:]
     if sub.is_final and can_view_scores(request.user, sub):
-        from django.db.models import Avg
+        from leaderboards.services import score_fields
 
-        agg = sub.case_scores.aggregate(dsc=Avg("dsc"), nsd=Avg("nsd"))
-        data["mean_dsc"], data["mean_nsd"] = agg["dsc"], agg["nsd"]
+        data.update(score_fields(sub))
     return data
 
 
@@ -120,26 +114,22 @@ def submission_status(request, pk: int):
 def submission_action(request, pk: int):
     sub = _get_submission(request, pk)
     action = request.POST.get("action")
-    organizer = is_organizer(request.user, sub.phase.challenge)
     try:
-        if action == "cancel" and (owns(request.user, sub) or organizer):
+        if action == "cancel":
             services.cancel(sub, request.user)
-        elif action == "choose" and owns(request.user, sub):
-            services.owner_submissions(sub.phase, sub.user).update(chosen=False)
-            Submission.objects.filter(pk=sub.pk).update(chosen=True)
-            from leaderboards.tasks import schedule_ranking
-
-            schedule_ranking(sub.phase_id)
-        elif action in {"rerun", "disqualify", "requalify"} and organizer:
-            if action == "rerun":
-                services.rerun(sub, request.user)
-            else:
-                services.set_disqualified(
-                    sub, request.user, action == "disqualify", request.POST.get("reason", "")
-                )
+        elif action == "choose":
+            services.choose_submission(request.user, sub)
+        elif action == "rerun":
+            services.rerun(sub, request.user)
+        elif action in {"disqualify", "requalify"}:
+            services.set_disqualified(
+                sub, request.user, action == "disqualify", request.POST.get("reason", "")
+            )
         else:
             return HttpResponseForbidden("not allowed")
         messages.success(request, f"{action}: done")
+    except PermissionDenied:
+        return HttpResponseForbidden("not allowed")
     except services.SubmissionRefused as exc:
         messages.error(request, str(exc))
     return redirect(sub)
@@ -147,10 +137,8 @@ def submission_action(request, pk: int):
 
 @login_required
 def my_submissions(request):
-    qs = Submission.objects.filter(user=request.user).select_related("phase__task__challenge")
     status = request.GET.get("status")
-    if status:
-        qs = qs.filter(status=status)
+    qs = selectors.submitted_by(request.user, status)
     return render(
         request,
         "submissions/mine.html",
@@ -160,7 +148,6 @@ def my_submissions(request):
 
 @login_required
 def inbox(request):
-    msgs = Message.objects.filter(user=request.user)
-    page = Paginator(msgs, 25).get_page(request.GET.get("page"))
-    Message.objects.filter(user=request.user, read=False).update(read=True)
+    page = Paginator(selectors.inbox(request.user), 25).get_page(request.GET.get("page"))
+    services.mark_inbox_read(request.user)
     return render(request, "submissions/inbox.html", {"page": page})

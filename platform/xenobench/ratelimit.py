@@ -1,12 +1,14 @@
-"""A small fixed-window rate limiter on the shared cache (login and upload)."""
+"""A small fixed-window rate limiter (login and upload) on the atomic shared counters: N
+concurrent hits count exactly N, whatever process serves them."""
 
 from __future__ import annotations
 
 import functools
 import time
 
-from django.core.cache import cache
 from django.http import HttpResponse
+
+from . import counters
 
 
 def client_key(request) -> str:
@@ -18,14 +20,7 @@ def client_key(request) -> str:
 def hit(scope: str, who: str, limit: int, per_seconds: int) -> bool:
     """Count one hit; False when over the limit."""
     window = int(time.time() // per_seconds)
-    key = f"rl:{scope}:{who}:{window}"
-    cache.add(key, 0, timeout=per_seconds + 5)
-    try:
-        n = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=per_seconds + 5)
-        n = 1
-    return n <= limit
+    return counters.incr(f"rl:{scope}:{who}:{window}", per_seconds + 5) <= limit
 
 
 def ratelimit(scope: str, limit: int, per_seconds: int, methods=("POST",)):

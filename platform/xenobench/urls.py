@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import views as account_views
 from challenges import views as cv
+from leaderboards import report_views as rv
 from leaderboards import views as lv
 from ops.views import healthz
 from submissions import views as sv
@@ -24,14 +25,17 @@ urlpatterns = [
     path("c/<slug:slug>/join", cv.join, name="challenge-join"),
     path("c/<slug:slug>/team", cv.team, name="challenge-team"),
     path("c/<slug:slug>/report/", lv.challenge_report, name="challenge-report"),
+    path("c/<slug:slug>/report/pdf.json", rv.challenge_report_pdf, name="challenge-report-pdf"),
     path("c/<slug:slug>/<slug:task>/", cv.task_detail, name="task-detail"),
     path("c/<slug:slug>/<slug:task>/data.json", cv.training_data, name="task-data"),
     path("c/<slug:slug>/<slug:task>/SHA256SUMS", cv.training_sha256sums, name="task-data-sums"),
     path(P, cv.phase_detail, name="phase-detail"),
     path(P + "submit", sv.submit, name="phase-submit"),
+    path(P + "action", cv.phase_action, name="phase-action"),
     path(P + "v<int:version>/", lv.snapshot_page, name="phase-snapshot"),
     path(P + "leaderboard.<str:fmt>", lv.export, name="phase-export"),
     path(P + "report/", lv.report, name="phase-report"),
+    path(P + "report/pdf.json", rv.phase_report_pdf, name="phase-report-pdf"),
     path(P + "ranking.json", lv.snapshot_json, name="phase-ranking-json"),
     # After the phase routes: a phase called "files" keeps its pages.
     path("c/<slug:slug>/<slug:task>/files/<path:name>", cv.training_file, name="task-data-file"),

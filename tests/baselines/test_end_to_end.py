@@ -17,8 +17,15 @@ def test_human_baseline_beats_chance_on_held_out_subjects(tiny_dataset) -> None:
     subjects = sorted(set(human.table.subject))
     train_names = tuple(human.select(subject=subjects[:-1]).image_names)
     test = load_images(man, human.select(subject=subjects[-1]).image_names)
-    settings = RecipeSettings(epochs=40, batch_size=4, crop_size=None, width=12, lr=1e-2,
-                              image_names=train_names, num_threads=1)  # fmt: skip
+    settings = RecipeSettings(
+        epochs=40,
+        batch_size=4,
+        crop_size=None,
+        width=12,
+        lr=1e-2,
+        image_names=train_names,
+        num_threads=1,
+    )
     result = train_recipe("human_physiological", tiny_dataset, settings)
     assert result.n_images == len(train_names)
 

@@ -94,14 +94,14 @@ def test_export_model_picks_format_from_suffix(model, tmp_path) -> None:
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "torch_export"])
 def test_harness_loads_every_export(model, exports, fmt) -> None:
     """The evaluator sniffs the format from content and runs the file like the sandbox does."""
+    from datasets.spectral import preprocess
     from evaluator.harness.loaders import load
-    from evaluator.harness.preprocess import preprocess
     from evaluator.modelformats import sniff_format
 
     path = exports[fmt]
     assert sniff_format(path) == fmt
     cube = np.random.default_rng(0).uniform(0.1, 1.0, (48, 64, C)).astype(np.float32)
-    batch = preprocess(cube, "l1")[None]
+    batch = preprocess(cube, "l1", channels_first=True)[None]
     labels, kind = load(str(path), fmt, num_classes=K, threads=1, gpu=False)(batch)
     with torch.no_grad():
         expected = model(torch.from_numpy(batch)).argmax(1).numpy()

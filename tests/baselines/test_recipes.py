@@ -48,8 +48,11 @@ def test_recipes_select_their_species(tiny_dataset) -> None:
 def test_image_names_restrict_training(tiny_dataset) -> None:
     man = load_manifest(tiny_dataset)
     names = tuple(man.select(species="human", tissue_state="physiological").image_names[:3])
-    res = train_recipe("human_physiological", tiny_dataset, RecipeSettings(**{
-        **TINY.key_dict(), "image_names": names}))  # fmt: skip
+    res = train_recipe(
+        "human_physiological",
+        tiny_dataset,
+        RecipeSettings(**{**TINY.key_dict(), "image_names": names}),
+    )
     assert res.n_images == 3
     with pytest.raises(ValueError):
         train_recipe("human_physiological", tiny_dataset, RecipeSettings(image_names=("x#y",)))
@@ -92,11 +95,9 @@ def test_cli_trains_and_exports(tiny_dataset, tmp_path, capsys) -> None:
     import onnxruntime as ort
 
     out = tmp_path / "model.onnx"
-    rc = cli_main([
-        "train", "--data", str(tiny_dataset), "--recipe", "human_physiological",
-        "--out", str(out), "--epochs", "1", "--width", "4", "--crop-size", "16",
-        "--weights", str(tmp_path / "w.pt"),
-    ])  # fmt: skip
+    flags = "--recipe human_physiological --epochs 1 --width 4 --crop-size 16".split()
+    paths = ["--data", str(tiny_dataset), "--out", str(out), "--weights", str(tmp_path / "w.pt")]
+    rc = cli_main(["train", *flags, *paths])
     assert rc == 0 and out.is_file()
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((1, 100, 24, 32), dtype=np.float32)
@@ -109,5 +110,5 @@ def test_cli_trains_and_exports(tiny_dataset, tmp_path, capsys) -> None:
     assert cli_main(["recipes"]) == 0
     assert "human_xeno_kidney" in capsys.readouterr().out
     with pytest.raises(ValueError):
-        cli_main(["train", "--data", str(tiny_dataset), "--recipe", "pig_physiological",
-                  "--out", str(tmp_path / "m.pkl")])  # fmt: skip
+        bad = ["--data", str(tiny_dataset), "--out", str(tmp_path / "m.pkl")]
+        cli_main(["train", "--recipe", "pig_physiological", *bad])

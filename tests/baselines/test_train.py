@@ -40,9 +40,16 @@ def test_training_reduces_loss_on_a_separable_problem() -> None:
     steps: list[tuple[int, int, float]] = []
     untrained = train_model(images, 2, epochs=1, batch_size=4, lr=0.0, width=8, seed=1)
     model = train_model(
-        images, 2, epochs=3, batch_size=4, lr=1e-2, width=8, seed=1, crop_size=None,
+        images,
+        2,
+        epochs=3,
+        batch_size=4,
+        lr=1e-2,
+        width=8,
+        seed=1,
+        crop_size=None,
         progress=lambda s, t, loss: steps.append((s, t, loss)),
-    )  # fmt: skip
+    )
     assert [s for s, _, _ in steps] == list(range(1, 7)) and steps[-1][1] == 6
     assert _loss(model, images) < _loss(untrained, images)
     cube, labels = images[0]
@@ -73,8 +80,9 @@ def test_training_applies_physiology_augmentation(monkeypatch) -> None:
         return apply_physiology_augmentation(cube, labels, tf, targets, p, rng)
 
     monkeypatch.setattr("baselines.train.apply_physiology_augmentation", spy)
-    train_model(images, 2, epochs=2, batch_size=2, width=4, augment_transforms=transforms,
-                target_labels=[1])  # fmt: skip
+    train_model(
+        images, 2, epochs=2, batch_size=2, width=4, augment_transforms=transforms, target_labels=[1]
+    )
     assert calls == [(1,)] * 4
     calls.clear()
     train_model(images, 2, epochs=1, batch_size=2, width=4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.platform.test_leaderboards import ranked_phase
+from tests.platform.leaderboards.synthetic import ranked_phase
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -41,14 +41,29 @@ def make_raw(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray]]:
     write_cube(raw / t3 / f"{t3}_SpecCube.dat", cubes["R002#" + t3])
     meta = pd.DataFrame(
         [
-            {"image_name": "P043#" + t1, "species": "pig", "tissue_state": "physiological",
-             "folder": "", "sto2_mean": "0.61"},
-            {"image_name": "SPACE_000007#" + t2, "species": "human",
-             "tissue_state": "malperfused", "folder": "misc/rec2", "sto2_mean": ""},
-            {"image_name": "R002#" + t3, "species": "rat", "tissue_state": "icg",
-             "folder": "", "sto2_mean": ""},
+            {
+                "image_name": "P043#" + t1,
+                "species": "pig",
+                "tissue_state": "physiological",
+                "folder": "",
+                "sto2_mean": "0.61",
+            },
+            {
+                "image_name": "SPACE_000007#" + t2,
+                "species": "human",
+                "tissue_state": "malperfused",
+                "folder": "misc/rec2",
+                "sto2_mean": "",
+            },
+            {
+                "image_name": "R002#" + t3,
+                "species": "rat",
+                "tissue_state": "icg",
+                "folder": "",
+                "sto2_mean": "",
+            },
         ]
-    )  # fmt: skip
+    )
     meta_path = tmp_path / "meta.csv"
     meta.to_csv(meta_path, index=False)
     return raw, meta_path, cubes

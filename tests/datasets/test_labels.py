@@ -12,9 +12,19 @@ from datasets.labels import DEFAULT_LABEL_MAPPING, STUDY_CLASSES, LabelMapping
 def test_default_mapping_is_the_study_classes() -> None:
     m = DEFAULT_LABEL_MAPPING
     assert m.class_names == (
-        "background", "stomach", "small_bowel", "colon", "liver", "pancreas",
-        "kidney", "spleen", "omentum", "lung", "skin", "peritoneum",
-    )  # fmt: skip
+        "background",
+        "stomach",
+        "small_bowel",
+        "colon",
+        "liver",
+        "pancreas",
+        "kidney",
+        "spleen",
+        "omentum",
+        "lung",
+        "skin",
+        "peritoneum",
+    )
     assert m.n_classes == 12 and m.ignore_index == 255
     assert m.name_to_index["kidney"] == 6
     assert m.index_to_name[6] == "kidney"

@@ -136,14 +136,12 @@ def test_dataset_is_valid_deterministic_and_split(tiny_dataset: Path, tmp_path: 
 
 def test_cli_writes_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    args = ["--out", str(out), "--size", "8x10", "--subjects", "pig=1,human=2", "--species",
-            "pig,human", "--images-per-subject", "2", "--format", "npy", "--dtype", "float32",
-            "--seed", "3", "--no-progress"]  # fmt: skip
-    assert main(args) == 0
+    opts = "--size 8x10 --subjects pig=1,human=2 --species pig,human --images-per-subject 2"
+    opts += " --format npy --dtype float32 --seed 3 --no-progress"
+    assert main(["--out", str(out), *opts.split()]) == 0
     man = load_manifest(out)
-    assert len(man) == 6 and {subject_of(n) for n in man.image_names} == {
-        "P001", "SPACE_000001", "SPACE_000002"
-    }  # fmt: skip
+    assert len(man) == 6
+    assert {subject_of(n) for n in man.image_names} == {"P001", "SPACE_000001", "SPACE_000002"}
     assert man.read_cube(man.image_names[0]).dtype == np.float32
     assert validate_dataset(out) == []
     assert "wrote" in capsys.readouterr().out
@@ -225,8 +223,8 @@ def test_module_cli_shows_progress(tmp_path: Path) -> None:
     import sys
 
     out = tmp_path / "m"
-    cmd = [sys.executable, "-m", "datasets.simulate", "--out", str(out), "--size", "8x8",
-           "--subjects", "1", "--species", "rat", "--images-per-subject", "1"]  # fmt: skip
+    opts = "--size 8x8 --subjects 1 --species rat --images-per-subject 1".split()
+    cmd = [sys.executable, "-m", "datasets.simulate", "--out", str(out), *opts]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr
     assert "simulate" in res.stderr and "cube" in res.stderr  # tqdm bar on stderr

@@ -27,11 +27,13 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(self.folder)]
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=open(self.folder / "redis.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        )  # fmt: skip
+            argv,
+            stdout=open(self.folder / "redis.log", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
         wait_until(lambda: reachable("127.0.0.1", self.port), timeout=20, what="redis-server")
 
     def stop(self) -> None:
@@ -124,8 +126,11 @@ def tiny_tmpfs(path: Path, size: str = "1m") -> Iterator[Path]:
     import pytest
 
     path.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({out.stderr.strip()[:200]})")
     try:

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from tests.integration.procs import PY, ROOT, free_port, get, manage, platform_env, wait_until
+from xenobench.worker import worker_argv
 
 SETUP = "tests.faults.setup"
 
@@ -62,9 +63,7 @@ class Stack:
     def worker(
         self, name: str, concurrency: int = 1, queues: str = "default,evaluation,statistics"
     ):
-        return self._spawn(name, [PY, "-m", "celery", "-A", "xenobench", "worker", "-Q", queues,
-                                  "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip",
-                                  "--without-mingle", "-l", "INFO"])  # fmt: skip
+        return self._spawn(name, worker_argv(queues, concurrency, f"{name}@%h", python=PY))
 
     def beat(self):
         return self._spawn("beat", [PY, "-m", "celery", "-A", "xenobench", "beat", "-l", "INFO"])

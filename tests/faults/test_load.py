@@ -25,9 +25,14 @@ PARTICIPANTS, EACH = 20, 10
 def test_200_submissions_from_20_participants(tmp_path):
     with private_redis(tmp_path / "redis") as redis, postgres_database() as db:
         stack = Stack(
-            tmp_path / "data", database_url=db, redis_url=redis.url, WORKER_HEARTBEAT_SECONDS=1,
-            WORKER_STALE_SECONDS=20, RECONCILE_EVERY_SECONDS=5, RECONCILE_LOST_MESSAGE_SECONDS=90,
-        )  # fmt: skip
+            tmp_path / "data",
+            database_url=db,
+            redis_url=redis.url,
+            WORKER_HEARTBEAT_SECONDS=1,
+            WORKER_STALE_SECONDS=20,
+            RECONCILE_EVERY_SECONDS=5,
+            RECONCILE_LOST_MESSAGE_SECONDS=90,
+        )
         try:
             stack.migrate()
             built = stack.setup(
@@ -70,7 +75,9 @@ def test_200_submissions_from_20_participants(tmp_path):
                 code, quota = api(f"{url}/api/phases/{phase}/quota/", u["token"])
                 assert code == 200 and quota["used_total"] == EACH and quota["remaining_total"] == 0
                 assert quota["running"] == 0
-            print(f"\n200 submissions finished in {elapsed:.1f} s "
-                  f"({PARTICIPANTS * EACH / elapsed:.2f}/s)")  # fmt: skip
+            print(
+                f"\n200 submissions finished in {elapsed:.1f} s "
+                f"({PARTICIPANTS * EACH / elapsed:.2f}/s)"
+            )
         finally:
             stack.close()

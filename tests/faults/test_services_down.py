@@ -44,15 +44,18 @@ def test_postgres_unavailable_healthz_503_then_recovers_and_work_resumes(tmp_pat
             stack.beat()
             wait_until(lambda: get(url + "/healthz")[0] == 200, timeout=60, what="healthy")
             wait_until(
-                lambda: stack.sql("SELECT 1 FROM submissions_submission WHERE status IN "
-                                  "('validating', 'running')"),
-                timeout=90, what="an evaluation in progress",
-            )  # fmt: skip
+                lambda: stack.sql(
+                    "SELECT 1 FROM submissions_submission WHERE status IN ('validating', 'running')"
+                ),
+                timeout=90,
+                what="an evaluation in progress",
+            )
             proxy.cut()
             status, body = wait_until(
                 lambda: (r := get(url + "/healthz", timeout=15))[0] == 503 and r,
-                timeout=30, what="503",
-            )  # fmt: skip
+                timeout=30,
+                what="503",
+            )
             assert body["database"]["ok"] is False and body["status"] == "unavailable"
             time.sleep(6)  # longer than WORKER_STALE_SECONDS: heartbeats and tasks fail
             proxy.restore()
@@ -76,10 +79,12 @@ def test_redis_restarted_during_a_run_loses_nothing(tmp_path):
             stack.worker("w1")
             stack.beat()
             wait_until(
-                lambda: stack.sql("SELECT 1 FROM submissions_submission WHERE status IN "
-                                  "('validating', 'running')"),
-                timeout=90, what="an evaluation in progress",
-            )  # fmt: skip
+                lambda: stack.sql(
+                    "SELECT 1 FROM submissions_submission WHERE status IN ('validating', 'running')"
+                ),
+                timeout=90,
+                what="an evaluation in progress",
+            )
             queued = stack.sql("SELECT count(*) FROM submissions_submission WHERE status='queued'")
             assert queued[0][0] >= 1  # some wait in the broker, one is running
             redis.stop()  # queued messages are gone with it

@@ -17,6 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
+if str(ROOT / "platform") not in sys.path:
+    sys.path.append(str(ROOT / "platform"))  # a source root (docs/architecture.md)
+from xenobench.worker import worker_argv  # noqa: E402
 
 
 def platform_env(data_root: Path, **extra: str) -> dict[str, str]:
@@ -60,24 +63,7 @@ def worker(
 ) -> Iterator[subprocess.Popen]:
     log = open(Path(env["DATA_ROOT"]) / f"worker-{name}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "celery",
-            "-A",
-            "xenobench",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "INFO",
-        ],
+        worker_argv(queues, concurrency, f"{name}@%h", python=PY),
         cwd=ROOT / "platform",
         env=env,
         stdout=log,

@@ -22,8 +22,7 @@ def _compose() -> dict:
 def test_compose_services_health_checks_and_volumes():
     doc = _compose()
     services = doc["services"]
-    for name in ("postgres", "redis", "migrate", "web", "worker-evaluation", "worker-statistics",
-                 "beat"):  # fmt: skip
+    for name in "postgres redis migrate web worker-evaluation worker-statistics beat".split():
         assert name in services, name
     assert {"gpu"} == set(services["worker-gpu"]["profiles"])
     assert {"s3"} == set(services["minio"]["profiles"])
@@ -76,8 +75,18 @@ def _has_compose() -> bool:
 @pytest.mark.skipif(not _has_compose(), reason="the docker compose plugin is not installed here")
 def test_docker_compose_config_accepts_the_file():
     out = subprocess.run(
-        ["docker", "compose", "-f", str(COMPOSE), "--env-file",
-         str(ROOT / "docker" / ".env.example"), "config", "--quiet"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            "docker",
+            "compose",
+            "-f",
+            str(COMPOSE),
+            "--env-file",
+            str(ROOT / "docker" / ".env.example"),
+            "config",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr

@@ -24,8 +24,9 @@ pytestmark = [
 
 def test_production_settings_refuse_insecure_values(tmp_path):
     env = platform_env(tmp_path, XENOBENCH_PRODUCTION="1", SECRET_KEY="short", ALLOWED_HOSTS="*")
-    out = subprocess.run([PY, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [PY, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode != 0
     assert "SECRET_KEY" in out.stderr and "ALLOWED_HOSTS" in out.stderr
 
@@ -33,10 +34,14 @@ def test_production_settings_refuse_insecure_values(tmp_path):
 def test_production_profile_end_to_end(tmp_path):
     with private_redis(tmp_path / "redis") as redis, postgres_database() as db:
         stack = Stack(
-            tmp_path / "data", database_url=db, redis_url=redis.url, XENOBENCH_PRODUCTION="1",
-            SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="127.0.0.1,localhost",
+            tmp_path / "data",
+            database_url=db,
+            redis_url=redis.url,
+            XENOBENCH_PRODUCTION="1",
+            SECRET_KEY=secrets.token_urlsafe(50),
+            ALLOWED_HOSTS="127.0.0.1,localhost",
             SECURE_COOKIES="0",
-        )  # fmt: skip
+        )
         try:
             stack.migrate()
             manage(stack.env, "collectstatic", "--noinput", timeout=180)

@@ -16,8 +16,15 @@ from evaluator.sandbox import DockerSandbox, ImageRef, ImageRefused, Mount, Sand
 from evaluator.sandbox.docker import copy_dir_outputs, is_root_user, parse_inspect
 
 DIGEST = "sha256:" + "ab" * 32
-LIMITS = Limits(wall_seconds=60, cpu_seconds=30, memory_mb=1024, max_processes=32,
-                max_output_mb=2, max_open_files=128, threads=2)  # fmt: skip
+LIMITS = Limits(
+    wall_seconds=60,
+    cpu_seconds=30,
+    memory_mb=1024,
+    max_processes=32,
+    max_output_mb=2,
+    max_open_files=128,
+    threads=2,
+)
 
 
 def _request(tmp_path: Path, **kw) -> SandboxRequest:
@@ -72,12 +79,14 @@ def test_root_and_unpinned_images_refused(tmp_path):
     for user in ("", "root", "0", "0:0", "root:staff"):
         assert is_root_user(user)
         with pytest.raises(ImageRefused, match="root"):
-            DockerSandbox().run_command(ImageRef(DIGEST, user), _request(tmp_path), name="x",
-                                        staging=tmp_path)  # fmt: skip
+            DockerSandbox().run_command(
+                ImageRef(DIGEST, user), _request(tmp_path), name="x", staging=tmp_path
+            )
     assert not is_root_user("1000") and not is_root_user("app:app")
     with pytest.raises(Exception, match="content digest"):
-        DockerSandbox().run_command(ImageRef("myimage:latest", "app"), _request(tmp_path),
-                                    name="x", staging=tmp_path)  # fmt: skip
+        DockerSandbox().run_command(
+            ImageRef("myimage:latest", "app"), _request(tmp_path), name="x", staging=tmp_path
+        )
 
 
 def test_parse_inspect():
@@ -90,8 +99,9 @@ def test_parse_inspect():
 
 
 def test_mount_paths_with_commas_refused(tmp_path):
-    req = SandboxRequest(argv=[], mounts=[Mount(Path("/a,b"), "/input/x")], output_dir=tmp_path,
-                         limits=LIMITS)  # fmt: skip
+    req = SandboxRequest(
+        argv=[], mounts=[Mount(Path("/a,b"), "/input/x")], output_dir=tmp_path, limits=LIMITS
+    )
     with pytest.raises(Exception, match="--mount"):
         DockerSandbox().run_command(ImageRef(DIGEST, "1"), req, name="x", staging=tmp_path)
 
@@ -104,8 +114,13 @@ def test_staging_copy_out_is_validated(tmp_path):
     (staging / "big.npy").write_bytes(b"x" * (3 * 1024**2))
     (staging / "extra.sh").write_bytes(b"x")
     os.symlink("/etc/passwd", staging / "link.npy")
-    req = SandboxRequest(argv=[], mounts=[], output_dir=out, limits=LIMITS,
-                         output_names={"a.npy", "big.npy", "link.npy"}.__contains__)  # fmt: skip
+    req = SandboxRequest(
+        argv=[],
+        mounts=[],
+        output_dir=out,
+        limits=LIMITS,
+        output_names={"a.npy", "big.npy", "link.npy"}.__contains__,
+    )
     outputs, rejected = [], []
     copy_dir_outputs(staging, req, outputs, rejected)
     assert outputs == ["a.npy"]
@@ -151,8 +166,10 @@ def engine() -> str:
         if ok:
             probe = subprocess.run([name, "image", "inspect", BASE_IMAGE], capture_output=True)
             if probe.returncode != 0:
-                pytest.skip(f"{name} works but base image {BASE_IMAGE} is not present locally "
-                            "(set XENOBENCH_TEST_BASE_IMAGE)")  # fmt: skip
+                pytest.skip(
+                    f"{name} works but base image {BASE_IMAGE} is not present locally "
+                    "(set XENOBENCH_TEST_BASE_IMAGE)"
+                )
             return name
     pytest.skip(f"no working container engine on this machine ({'; '.join(reasons)})")
 
@@ -180,11 +197,17 @@ def test_container_end_to_end(engine, tmp_path):
     case_ids = ["SPACE_000001#2021_01_01_10_00_00"]
     np.save(cubes / f"{case_ids[0]}.npy", np.zeros((16, 24, 8), np.float32))
     archive = _build(engine, tmp_path, "1000")
-    result = run_inference(archive, cubes_dir=cubes, case_ids=case_ids, output_dir=tmp_path / "o",
-                           num_classes=3, limits=LIMITS, backend=engine)  # fmt: skip
+    result = run_inference(
+        archive,
+        cubes_dir=cubes,
+        case_ids=case_ids,
+        output_dir=tmp_path / "o",
+        num_classes=3,
+        limits=LIMITS,
+        backend=engine,
+    )
     assert result.ok, (result.message, result.log)
     assert "no network" in result.log
     root_archive = _build(engine, tmp_path, None)
-    report = validate_model(root_archive, channels=8, num_classes=3, limits=LIMITS,
-                            backend=engine)  # fmt: skip
+    report = validate_model(root_archive, channels=8, num_classes=3, limits=LIMITS, backend=engine)
     assert not report.ok and "root" in report.message

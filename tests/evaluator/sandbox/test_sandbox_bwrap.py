@@ -23,8 +23,15 @@ from evaluator.sandbox import (
 from evaluator.sandbox.runtime import host_runtime
 
 pytestmark = pytest.mark.integration
-LIMITS = Limits(wall_seconds=20, cpu_seconds=20, memory_mb=512, max_processes=32,
-                max_output_mb=1, max_open_files=64, threads=1)  # fmt: skip
+LIMITS = Limits(
+    wall_seconds=20,
+    cpu_seconds=20,
+    memory_mb=512,
+    max_processes=32,
+    max_output_mb=1,
+    max_open_files=64,
+    threads=1,
+)
 
 
 @pytest.fixture
@@ -53,12 +60,24 @@ def run_script(tmp_path: Path, code: str, limits: Limits = LIMITS, **kw):
 
 
 def test_command_has_confinement_flags():
-    request = SandboxRequest(argv=["/x"], mounts=[Mount(Path("/data/cubes"), "/input")],
-                             output_dir=Path("/tmp/o"), limits=Limits(gpu=False))  # fmt: skip
+    request = SandboxRequest(
+        argv=["/x"],
+        mounts=[Mount(Path("/data/cubes"), "/input")],
+        output_dir=Path("/tmp/o"),
+        limits=Limits(gpu=False),
+    )
     argv = BwrapSandbox(bwrap="/usr/bin/bwrap").command(request, tmp_mb=64)
     joined = " ".join(argv)
-    for flag in ("--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
-                 "--clearenv", "--disable-userns", "--cap-drop ALL", "--remount-ro /"):  # fmt: skip
+    for flag in (
+        "--unshare-all",
+        "--unshare-user",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--disable-userns",
+        "--cap-drop ALL",
+        "--remount-ro /",
+    ):
         assert flag in joined
     assert "--share-net" not in argv
     assert "--ro-bind /data/cubes /input" in joined
@@ -72,8 +91,9 @@ def test_gpu_devices_bound_only_on_request(monkeypatch):
     import evaluator.sandbox.bwrap as bw
 
     monkeypatch.setattr(bw.glob, "glob", lambda pattern: ["/dev/nvidia0", "/dev/nvidiactl"])
-    request = SandboxRequest(argv=["/x"], mounts=[], output_dir=Path("/tmp/o"),
-                             limits=Limits(gpu=True))  # fmt: skip
+    request = SandboxRequest(
+        argv=["/x"], mounts=[], output_dir=Path("/tmp/o"), limits=Limits(gpu=True)
+    )
     argv = BwrapSandbox(bwrap="/usr/bin/bwrap").command(request, tmp_mb=64)
     assert "--dev-bind /dev/nvidia0 /dev/nvidia0" in " ".join(argv)
 

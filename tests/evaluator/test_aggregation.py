@@ -9,11 +9,20 @@ import pytest
 from evaluator.aggregation import (
     AggregationError,
     aggregate_hierarchical,
+    better,
+    by_label,
     by_species,
+    by_subject,
     by_tissue_state,
     cluster_bootstrap_ci,
     fill_missing_cases,
+    higher_is_better,
+    image_score,
     image_scores,
+    scores_by,
+    sort_key,
+    submission_score,
+    submission_scores,
 )
 
 
@@ -57,6 +66,53 @@ def test_breakdowns():
     sp = by_species(table(), "dsc").set_index("species")
     assert sp.loc["rat", "dsc"] == pytest.approx(0.3)
     assert sp.loc["pig", "n_subjects"] == 1
+
+
+def test_image_score_is_the_mean_over_the_image_label_rows():
+    rows = table()[table()["case"] == "A#1"].to_dict("records")
+    assert image_score(rows, "dsc") == pytest.approx(0.75)
+    # the same number as the per-case table
+    assert (
+        image_score(rows, "dsc")
+        == image_scores(table(), ["dsc"]).set_index("case").loc["A#1", "dsc"]
+    )
+    assert np.isnan(image_score([], "dsc")) and image_score([], "dsc", empty=0.0) == 0.0
+    assert np.isnan(image_score([{"label": 0, "hd95": None}, {"label": 1, "hd95": 3.0}], "hd95"))
+
+
+def test_submission_score_by_hand_and_not_the_flat_mean():
+    # (A,0)=(1.0+0.6)/2=0.8, (B,0)=0.2 -> label 0: 0.5; label 1: 0.4; label 2: (0.5+0.3)/2=0.4
+    assert submission_score(table(), "dsc") == pytest.approx((0.5 + 0.4 + 0.4) / 3)
+    assert table()["dsc"].mean() == pytest.approx(0.5)  # the flat mean differs: 0.5 != 0.433
+    df = table().assign(hd95=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    # (A,0)=2, (B,0)=5 -> 3.5; label 1: 6; (A,2)=3 -> (3.5+6+3)/3
+    assert submission_scores(df, ["dsc", "hd95", "nsd"]) == pytest.approx(
+        {"dsc": 1.3 / 3, "hd95": 12.5 / 3, "nsd": None}
+    )
+
+
+def test_scores_by_submission_and_subject_use_the_same_hierarchy():
+    two = pd.concat([table().assign(sub=1), table().assign(sub=2, dsc=table()["dsc"] / 2)])
+    got = scores_by(two, "dsc", "sub").set_index("sub")["dsc"]
+    assert got.to_dict() == pytest.approx({1: 1.3 / 3, 2: 1.3 / 6})
+    subj = by_subject(table(), "dsc").set_index("subject")
+    # subject A: label 0 -> 0.8, label 2 -> 0.4; subject B: label 0 -> 0.2, label 1 -> 0.4
+    assert subj["dsc"].to_dict() == pytest.approx({"A": 0.6, "B": 0.3})
+    assert by_label(table(), "dsc").to_dict() == pytest.approx({0: 0.5, 1: 0.4, 2: 0.4})
+
+
+def test_direction_helpers():
+    assert higher_is_better("dsc") and not higher_is_better("hd95")
+    assert better(0.9, 0.8, "dsc") and not better(0.8, 0.9, "dsc")
+    assert better(2.0, 5.0, "hd95") and not better(5.0, 2.0, "hd95")
+    assert not better(0.5, 0.5, "dsc")  # ties are the caller's to break
+    assert better(0.1, None, "dsc") and not better(None, 0.1, "dsc")
+    assert better(0.1, float("nan"), "hd95") and not better(float("nan"), 0.1, "hd95")
+    values = [0.3, None, 0.9, 0.5]
+    assert sorted(values, key=sort_key("dsc")) == [0.9, 0.5, 0.3, None]
+    assert sorted(values, key=sort_key("hd95")) == [0.3, 0.5, 0.9, None]
+    with pytest.raises(AggregationError, match="unknown metric"):
+        better(1.0, 0.0, "accuracy")
 
 
 def expected() -> pd.DataFrame:

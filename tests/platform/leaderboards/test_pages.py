@@ -1,58 +1,26 @@
 """Leaderboard pages, method pages, reports and exports: content, visibility and caching.
 
-Scores are synthetic (leaderboards.synthetic) but ranked by the real statistics engine."""
+Scores are synthetic (tests/platform/leaderboards/synthetic.py) but ranked by the real statistics engine."""
 
 from __future__ import annotations
 
 import csv
 import io
 import re
-from unittest import mock
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
-from challenges.models import Challenge, Phase, Task
+from challenges.models import Phase, Task
 from leaderboards.leaderboard import clear_local_cache
-from leaderboards.services import build_snapshot
-from leaderboards.synthetic import add_scored_submissions
 from submissions.services import join_challenge
 
-from .builders import LABELS
+from ..builders import LABELS
+from .synthetic import add_scored_submissions, ranked_phase, rebuild
 
 pytestmark = pytest.mark.django_db
-
-
-def ranked_phase(
-    *,
-    slug="lb",
-    task_slug="organs",
-    visibility="public",
-    n=5,
-    species=("human",),
-    challenge=None,
-    figures=False,
-    **phase_kw,
-):
-    """A phase with n synthetic ranked methods. figures=False skips the matplotlib figures
-    (seconds per snapshot) where a test does not look at them."""
-    ch = challenge or Challenge.objects.create(slug=slug, title=f"Challenge {slug}", summary="s")
-    task = Task.objects.create(
-        challenge=ch, slug=task_slug, title=f"Task {task_slug}", source_species=["pig"],
-        target_species=list(species), label_names=LABELS, ranking_settings={"n_bootstrap": 50},
-    )  # fmt: skip
-    phase = Phase.objects.create(task=task, slug="test", title="Test phase", visibility=visibility, **phase_kw)  # fmt: skip
-    subs = add_scored_submissions(phase, n_methods=n, species=species, n_subjects=4)
-    return ch, phase, subs, rebuild(phase, figures=figures)
-
-
-def rebuild(phase, *, figures=False):
-    if figures:
-        return build_snapshot(phase)
-    with mock.patch("leaderboards.services._figures", return_value={}):
-        return build_snapshot(phase)
 
 
 def body(resp) -> str:
@@ -195,6 +163,7 @@ def test_phase_report_and_self_contained_download(client, monkeypatch):
     assert "<svg" in doc and "--accent" in doc  # figures and the stylesheet inline
     assert not re.search(r"<(link|script)[^>]+(href|src)=", doc)  # nothing to fetch
     monkeypatch.setenv("CHROMIUM_PATH", "/nonexistent/chromium")
+    print_pdfs_at_once(monkeypatch)
     resp = client.get(url + "?download=pdf")
     assert resp.status_code == 503 and b"needs Chromium" in resp.content
 
@@ -211,13 +180,23 @@ def test_challenge_report_consensus_across_tasks(client):
     assert "Challenge report" in body(client.get(ch.get_absolute_url()))
 
 
+def print_pdfs_at_once(monkeypatch) -> None:
+    """Workers print report PDFs (leaderboards.tasks); here the queued task runs at once."""
+    from leaderboards.tasks import render_report_pdf
+
+    eager = lambda args, **kw: render_report_pdf.apply(args=args)  # noqa: E731
+    monkeypatch.setattr(render_report_pdf, "apply_async", eager)
+
+
 @pytest.mark.integration
-def test_pdf_download_with_chromium(client):
+def test_pdf_download_with_chromium(client, monkeypatch):
     from leaderboards.pdf import chromium_path
 
     if chromium_path() is None:
         pytest.skip("PDF export needs /usr/bin/chromium, which is not installed")
+    print_pdfs_at_once(monkeypatch)
     ch, phase, subs, snap = ranked_phase(n=3, figures=True)
     resp = client.get(phase.get_absolute_url() + "report/?download=pdf")
     assert resp.status_code == 200, resp.content[:300]
-    assert resp.content.startswith(b"%PDF") and resp["Content-Type"] == "application/pdf"
+    pdf = b"".join(resp.streaming_content)  # served as a file
+    assert pdf.startswith(b"%PDF") and resp["Content-Type"] == "application/pdf"

@@ -32,7 +32,7 @@ VIS = [("public", False), ("team", False), ("hidden", False), ("hidden", True)]
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():
-    cache.clear()  # the file cache outlives test transactions (rate-limit counters)
+    cache.clear()  # the file cache outlives test transactions (leaderboard fragments)
     yield
     cache.clear()
 
@@ -59,6 +59,7 @@ class World:
     phases: list[PhaseWorld] = field(default_factory=list)
     task_pub: object = None
     task_priv: object = None
+    other_phase: object = None  # target of organizer actions that change a phase
 
 
 def _row(sub, rank: int, dsc: float) -> dict:
@@ -149,6 +150,9 @@ def build_world(tmp_path: Path) -> World:
             )  # fmt: skip
             w.phases.append(PhaseWorld(phase, tag, own, riv, unr, vic))
     Message.objects.create(user=users["owner"], text="MSGOWNX")
+    other_task = Task.objects.create(challenge=other, slug="organs", title="Organs")
+    w.other_phase = Phase.objects.create(task=other_task, slug="hidden", title="hidden",
+                                         visibility="hidden", case_ids=["x"])  # fmt: skip
     return w
 
 
@@ -186,9 +190,11 @@ class Policy:
             p.visibility == "team" and r != "anon" and self.sees(r, p.task.challenge)
         )
 
+    def team(self, r, sub) -> bool:
+        return r in OWNER_SIDE and sub.user.username == "owner"
+
     def view_sub(self, r, sub) -> bool:
-        owner_side = r in OWNER_SIDE and sub.user.username == "owner"
-        return owner_side or self.org(r, sub.phase.task.challenge)
+        return self.team(r, sub) or self.org(r, sub.phase.task.challenge)
 
     def scores(self, r, sub, ranked: bool) -> bool:
         p, ch = sub.phase, sub.phase.task.challenge
@@ -280,6 +286,12 @@ def build_checks(w: World, pol: Policy) -> list[Check]:
         checks += [
             C("challenge-detail", f"/c/{s}/", vis),
             C("challenge-report", f"/c/{s}/report/", vis),
+            C(
+                "challenge-report",
+                f"/c/{s}/report/?download=pdf",
+                lambda r, ch=ch: {202} if pol.sees(r, ch) else {404},
+            ),  # fmt: skip
+            C("challenge-report-pdf", f"/c/{s}/report/pdf.json", vis),
             C("api-challenge-detail", f"/api/challenges/{s}/", vis),
             C("api-challenge-detail", f"/api/challenges/{s}.json", vis),
             C("challenge-join", f"/c/{s}/join", vis_post, "post", {}),
@@ -307,7 +319,23 @@ def build_checks(w: World, pol: Policy) -> list[Check]:
         ]
     for pw in w.phases:
         checks += phase_checks(pw, pol)
-    return checks
+    return checks + organizer_phase_checks(w, pol)
+
+
+def organizer_phase_checks(w: World, pol: Policy) -> list[Check]:
+    """Publish, hide and re-run on a phase of the other organizer's public challenge, so the
+    changes they make leave the phases the other checks look at untouched."""
+    p, ch = w.other_phase, w.other
+    base = f"/c/{ch.slug}/{p.task.slug}/{p.slug}/"
+    api = lambda r: {401} if r == "anon" else ({200} if pol.org(r, ch) else {403})  # noqa: E731
+    page = lambda r: login_or(r, {302} if pol.org(r, ch) else {403})  # noqa: E731
+    return [
+        Check("api-phase-publish", f"/api/phases/{p.pk}/publish/", api, "post"),
+        Check("api-phase-unpublish", f"/api/phases/{p.pk}/unpublish/", api, "post"),
+        Check("api-phase-rerun", f"/api/phases/{p.pk}/rerun/", api, "post"),
+        Check("phase-action", base + "action", page, "post", {"action": "publish"}),
+        Check("phase-action", base + "action", page, "post", {"action": "rerun"}),
+    ]
 
 
 def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
@@ -337,7 +365,7 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
         return None
 
     def detail_page(r, resp):
-        if resp.status_code == 200 and (b"Mean image DSC" in resp.content) != pol.scores(
+        if resp.status_code == 200 and (b'id="score"' in resp.content) != pol.scores(
             r, pw.own, True
         ):
             return "mean scores shown wrongly"
@@ -354,6 +382,19 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
         C("phase-export", base + "leaderboard.xml", lambda r: {404}),
         C("phase-report", base + "report/", full),
         C("phase-report", base + "report/?download=html", full),
+        C(
+            "phase-report",
+            base + "report/?download=pdf",
+            lambda r: {202} if pol.full(r, p) else {404},
+        ),
+        C("phase-report-pdf", base + "report/pdf.json", full),
+        C(
+            "phase-action",
+            base + "action",
+            lambda r: login_or(r, {403} if sees(r) else {404}),
+            "post",
+            {"action": "bogus"},
+        ),  # fmt: skip
         C("phase-ranking-json", base + "ranking.json", full),
         C("api-phase-detail", f"/api/phases/{p.pk}/", lambda r: ok if sees(r) else {404}),
         C(
@@ -420,6 +461,23 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
                 f"/api/submissions/{sub.pk}/cancel/",
                 lambda r, sub=sub: api_sub(r, sub, denied={400}),
                 "post",
+            ),  # fmt: skip
+            # The team may choose (refused here: these phases rank the best submission);
+            # organizers may read the submission but not choose for the team.
+            C(
+                "api-submission-choose",
+                f"/api/submissions/{sub.pk}/choose/",
+                lambda r, sub=sub: api_sub(r, sub, denied={400} if pol.team(r, sub) else {403}),
+                "post",
+            ),  # fmt: skip
+            C(
+                "submission-action",
+                f"/submissions/{sub.pk}/action",
+                lambda r, sub=sub: login_or(
+                    r, ({302} if pol.team(r, sub) else {403}) if pol.view_sub(r, sub) else {404}
+                ),
+                "post",
+                {"action": "choose"},
             ),  # fmt: skip
         ]
     for sub, ranked in ((own, True), (pw.rival, True), (pw.unranked, False), (victim, False)):

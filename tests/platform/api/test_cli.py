@@ -17,8 +17,8 @@ from accounts.models import User
 from leaderboards.models import RankingSnapshot
 from submissions.services import join_challenge
 
-from .builders import make_challenge, tiny_model
-from .conftest import wait_for
+from ..builders import make_challenge, tiny_model
+from ..conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 CLI = Path(__file__).resolve().parents[2] / "bin" / "xenobench"

@@ -1,18 +1,22 @@
 """Synthetic scored submissions for a phase, written straight into the result tables.
 
-Why: leaderboard tests, browser tests and the page benchmark need many ranked methods with
-realistic structure (subjects, tissue states, organs) without running dozens of models.
-Never used by the platform itself; the scores go through the real ranking engine.
+Why: leaderboard tests, browser tests and the page benchmark (bench/bench_leaderboard.py)
+need many ranked methods with realistic structure (subjects, tissue states, organs) without
+running dozens of models. Test code only; the scores go through the real ranking engine.
 """
 
 from __future__ import annotations
 
 import hashlib
+from unittest import mock
 
 import numpy as np
 
-from challenges.models import Phase
+from challenges.models import Challenge, Phase, Task
+from leaderboards.services import build_snapshot
 from submissions.models import CaseScore, LabelScore, Status, Submission
+
+from ..builders import LABELS
 
 
 def add_scored_submissions(
@@ -97,3 +101,33 @@ def add_scored_submissions(
         sub.save(update_fields=["n_cases_failed"])
         subs.append(sub)
     return subs
+
+
+def ranked_phase(
+    *,
+    slug="lb",
+    task_slug="organs",
+    visibility="public",
+    n=5,
+    species=("human",),
+    challenge=None,
+    figures=False,
+    **phase_kw,
+):
+    """A phase with n synthetic ranked methods. figures=False skips the matplotlib figures
+    (seconds per snapshot) where a test does not look at them."""
+    ch = challenge or Challenge.objects.create(slug=slug, title=f"Challenge {slug}", summary="s")
+    task = Task.objects.create(
+        challenge=ch, slug=task_slug, title=f"Task {task_slug}", source_species=["pig"],
+        target_species=list(species), label_names=LABELS, ranking_settings={"n_bootstrap": 50},
+    )  # fmt: skip
+    phase = Phase.objects.create(task=task, slug="test", title="Test phase", visibility=visibility, **phase_kw)  # fmt: skip
+    subs = add_scored_submissions(phase, n_methods=n, species=species, n_subjects=4)
+    return ch, phase, subs, rebuild(phase, figures=figures)
+
+
+def rebuild(phase, *, figures=False):
+    if figures:
+        return build_snapshot(phase)
+    with mock.patch("leaderboards.services._figures", return_value={}):
+        return build_snapshot(phase)

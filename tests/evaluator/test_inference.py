@@ -16,8 +16,9 @@ from . import models
 pytestmark = pytest.mark.integration
 C, K = models.C, models.K
 CASES = ["SPACE_000001#2021_01_01_10_00_00", "SPACE_000002#2021_02_03_11_22_33", "P3#a"]
-LIMITS = Limits(wall_seconds=120, cpu_seconds=120, memory_mb=4096, max_processes=64,
-                max_output_mb=1, threads=1)  # fmt: skip
+LIMITS = Limits(
+    wall_seconds=120, cpu_seconds=120, memory_mb=4096, max_processes=64, max_output_mb=1, threads=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +34,16 @@ def cubes(tmp_path_factory) -> Path:
 
 def infer(model: Path, cubes: Path, out: Path, limits: Limits = LIMITS, **kw):
     events = []
-    result = run_inference(model, cubes_dir=cubes, case_ids=CASES, output_dir=out,
-                           num_classes=K, limits=limits,
-                           progress=lambda i, n, c: events.append((i, n, c)), **kw)  # fmt: skip
+    result = run_inference(
+        model,
+        cubes_dir=cubes,
+        case_ids=CASES,
+        output_dir=out,
+        num_classes=K,
+        limits=limits,
+        progress=lambda i, n, c: events.append((i, n, c)),
+        **kw,
+    )
     return result, events
 
 
@@ -75,8 +83,9 @@ def test_onnx_and_torchscript_agree(bwrap_ok, model_dir, cubes, tmp_path):
     b, _ = infer(model_dir / "conv.onnx", cubes, tmp_path / "b")
     assert a.ok and b.ok
     for c in CASES:
-        np.testing.assert_array_equal(np.load(tmp_path / "a" / f"{c}.npy"),
-                                      np.load(tmp_path / "b" / f"{c}.npy"))  # fmt: skip
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "a" / f"{c}.npy"), np.load(tmp_path / "b" / f"{c}.npy")
+        )
 
 
 def test_pickle_payload_never_reaches_the_sandbox(tmp_path, cubes):
@@ -130,8 +139,9 @@ def test_onnx_external_data_inside_folder_runs(bwrap_ok, tmp_path):
     folder.mkdir()
     path = models.onnx_conv(folder / "m.onnx")
     model = onnx.load(str(path))
-    onnx.save_model(model, str(path), save_as_external_data=True, location="w.bin",
-                    size_threshold=0)  # fmt: skip
+    onnx.save_model(
+        model, str(path), save_as_external_data=True, location="w.bin", size_threshold=0
+    )
     (folder / "other-team-model.onnx").write_bytes(b"private")
     report = validate_model(path, channels=C, num_classes=K, limits=LIMITS)
     assert report.ok, report
@@ -144,8 +154,9 @@ def test_wrong_number_of_classes(bwrap_ok, model_dir):
 
 
 def test_wrong_output_shape(bwrap_ok, model_dir, cubes, tmp_path):
-    report = validate_model(model_dir / "wrong_shape.onnx", channels=C, num_classes=K,
-                            limits=LIMITS)  # fmt: skip
+    report = validate_model(
+        model_dir / "wrong_shape.onnx", channels=C, num_classes=K, limits=LIMITS
+    )
     assert not report.ok and report.error_kind == "invalid_output"
     assert "wrong output shape" in report.message
     result, _ = infer(model_dir / "wrong_shape.onnx", cubes, tmp_path / "out")
@@ -266,10 +277,10 @@ def test_onnx_external_data_escape_fails_inside_the_sandbox_too(bwrap_ok, cubes,
     evil = models.onnx_conv(folder / "m.onnx", external=target)
     assert (folder / target).resolve().exists()  # the file really is there on the host
     forged = ModelInfo("onnx", evil, evil.stat().st_size)  # as if sniffing had let it pass
-    result = inference._run_harness(
-        forged, {"mode": "validate", "channels": C, "dummy_hw": [8, 8]}, tmp_path / "o",
-        None, [], K, "l1", LIMITS, "bwrap", False, None,
-    )  # fmt: skip
+    spec = inference.RunSpec(
+        model=forged, output_dir=tmp_path / "o", num_classes=K, limits=LIMITS, channels=C
+    )
+    result = inference._ROUTES["harness"].run(spec)
     fatal = [e for e in result.events if e.get("event") == "fatal"]
     assert fatal and fatal[0]["kind"] == "model_error", result
     assert "could not be loaded" in fatal[0]["message"]

@@ -62,8 +62,9 @@ def torch_export(module: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-def onnx_conv(path: Path, *, c: int = C, k: int = K, external: str | None = None,
-              out_shape_4d: bool = True) -> Path:  # fmt: skip
+def onnx_conv(
+    path: Path, *, c: int = C, k: int = K, external: str | None = None, out_shape_4d: bool = True
+) -> Path:
     """A 1x1 Conv ONNX model built directly with onnx.helper (fast, no exporter)."""
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((k, c, 1, 1)).astype(np.float32), "W")
@@ -116,8 +117,9 @@ def tamper_torchscript(src: Path, dst: Path, injected: str) -> Path:
     return dst
 
 
-def write_cubes(folder: Path, case_ids: list[str], h: int = 16, w: int = 24, c: int = C,
-                dtype=np.float32) -> None:  # fmt: skip
+def write_cubes(
+    folder: Path, case_ids: list[str], h: int = 16, w: int = 24, c: int = C, dtype=np.float32
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     for case_id in case_ids:

@@ -1,0 +1,106 @@
+"""The sandboxed side: validate a model and run a chunk's inference via evaluator.inference.
+
+Nothing here opens a participant's file; evaluator.inference does every load and run inside
+the sandbox, with the classes and preprocessing of the task's validated TaskSpec. Results
+come back as untrusted reports; a sandbox error or a full disk is raised as PlatformProblem
+(ours, not charged), anything else is the model's and is scored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from challenges.models import Phase
+
+from ..models import Chunk, Submission
+from .errors import PlatformProblem
+from .scratch import check_space_after_failed_run, disk_problem, is_disk_full
+
+if TYPE_CHECKING:
+    from evaluator.taskspec import TaskSpec
+
+DEFAULT_CHANNELS = 100
+
+
+def limits_for(phase: Phase):
+    """The sandbox limits a phase grants one run."""
+    from evaluator.inference import Limits
+
+    return Limits(
+        wall_seconds=float(phase.wall_seconds),
+        cpu_seconds=int(phase.wall_seconds * max(1, phase.cpu_threads) + 60),
+        memory_mb=int(phase.memory_mb),
+        threads=int(phase.cpu_threads),
+        gpu=bool(phase.gpu),
+    )
+
+
+def input_channels(phase: Phase) -> int:
+    """Spectral channels of the phase's cubes (read from the first cube's header)."""
+    ds = phase.test_dataset
+    if ds and ds.cubes_dir and phase.case_ids:
+        first = Path(ds.cubes_dir) / f"{phase.case_ids[0]}.npy"
+        if first.exists():
+            return int(np.load(first, mmap_mode="r", allow_pickle=False).shape[-1])
+    return DEFAULT_CHANNELS
+
+
+def validate_in_sandbox(sub: Submission, spec: TaskSpec):
+    """Load the model in the sandbox and run it on a dummy cube (a ValidationReport)."""
+    from evaluator.inference import validate_model
+
+    phase = sub.phase
+    report = validate_model(
+        sub.model_path,
+        channels=input_channels(phase),
+        num_classes=spec.num_classes,
+        limits=limits_for(phase),
+        backend=settings.SANDBOX_BACKEND,
+        preprocessing=spec.preprocessing,
+        production=settings.PRODUCTION,
+    )
+    if report.error_kind == "sandbox_error":
+        raise PlatformProblem(f"sandbox error during validation: {report.message}")
+    return report
+
+
+def infer_chunk(chunk: Chunk, spec: TaskSpec, out_dir: Path):
+    """Sandboxed inference over the chunk's cases, label maps written into `out_dir` (an
+    InferenceResult). Progress is counted per case on the submission."""
+    from evaluator.inference import run_inference
+
+    sub = chunk.submission
+    phase = sub.phase
+
+    def progress(done: int, total: int, case_id: str) -> None:
+        Submission.objects.filter(pk=sub.pk).update(
+            progress_done=F("progress_done") + 1, heartbeat_at=timezone.now()
+        )
+
+    try:
+        result = run_inference(
+            sub.model_path,
+            cubes_dir=phase.test_dataset.cubes_dir,
+            case_ids=list(chunk.case_ids),
+            output_dir=out_dir,
+            num_classes=spec.num_classes,
+            preprocessing=spec.preprocessing,
+            limits=limits_for(phase),
+            backend=settings.SANDBOX_BACKEND,
+            progress=progress,
+            production=settings.PRODUCTION,
+        )
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_problem(exc) from exc
+        raise
+    if result.error_kind == "sandbox_error":
+        raise PlatformProblem(f"sandbox error: {result.message}")
+    if not result.ok:
+        check_space_after_failed_run()  # outputs lost to our full disk: ours
+    return result
