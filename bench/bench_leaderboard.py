@@ -56,15 +56,23 @@ def populate(data_root: Path, n_methods: int) -> str:
     call_command("migrate", verbosity=0)
     ch = Challenge.objects.create(slug="bench", title="Benchmark challenge", summary="bench")
     task = Task.objects.create(
-        challenge=ch, slug="organs", title="Organs, pig to human", source_species=["pig"],
-        target_species=["human"], label_names=["background", "liver", "kidney", "spleen"],
+        challenge=ch,
+        slug="organs",
+        title="Organs, pig to human",
+        source_species=["pig"],
+        target_species=["human"],
+        label_names=["background", "liver", "kidney", "spleen"],
         ranking_settings={"n_bootstrap": 1000},
-    )  # fmt: skip
+    )
     phase = Phase.objects.create(task=task, slug="test", title="Test phase")
     add_scored_submissions(
-        phase, n_methods=n_methods, n_subjects=12, cases_per_subject=4, labels=4,
+        phase,
+        n_methods=n_methods,
+        n_subjects=12,
+        cases_per_subject=4,
+        labels=4,
         species=("human",),
-    )  # fmt: skip
+    )
     t = time.perf_counter()
     snap = build_snapshot(phase)
     print(
@@ -112,8 +120,15 @@ async def load(port: int, path: str, seconds: float, concurrency: int) -> dict:
     def q(p: float) -> float:
         return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
 
-    return {"n": len(lat), "errors": errors, "rps": len(lat) / wall, "p50": q(0.50),
-            "p90": q(0.90), "p99": q(0.99), "max": lat[-1] * 1000 if lat else float("nan")}  # fmt: skip
+    return {
+        "n": len(lat),
+        "errors": errors,
+        "rps": len(lat) / wall,
+        "p50": q(0.50),
+        "p90": q(0.90),
+        "p99": q(0.99),
+        "max": lat[-1] * 1000 if lat else float("nan"),
+    }
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -136,16 +151,35 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def serve_and_measure(data_root: Path, path: str, args, cache_on: bool) -> dict:
     port = free_port()
-    env = {**os.environ, "DATA_ROOT": str(data_root), "DJANGO_SETTINGS_MODULE": "xenobench.settings",
-           "XENOBENCH_FRAGMENT_CACHE": "1" if cache_on else "0"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATA_ROOT": str(data_root),
+        "DJANGO_SETTINGS_MODULE": "xenobench.settings",
+        "XENOBENCH_FRAGMENT_CACHE": "1" if cache_on else "0",
+    }
     env.pop("DEBUG", None)
     log = open(data_root / f"gunicorn-{int(cache_on)}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [PY, "-m", "gunicorn", "xenobench.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2",
-         "--graceful-timeout", "2", "--log-level", "warning"],
-        cwd=ROOT / "platform", env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            PY,
+            "-m",
+            "gunicorn",
+            "xenobench.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "--graceful-timeout",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT / "platform",
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         url = f"http://127.0.0.1:{port}{path}"
         for _ in range(200):
@@ -183,26 +217,36 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="xb-bench-lb-"))
     try:
         path = populate(tmp, args.methods)
-        print(f"cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}; "
-              f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per run, GET {path}")  # fmt: skip
+        print(
+            f"cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}; "
+            f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per run, GET {path}"
+        )
         runs = [("fragment cache on", True)] + ([] if args.no_compare else [("cache off", False)])
         results = {}
         for name, on in runs:
             r = serve_and_measure(tmp, path, args, on)
             results[name] = r
-            print(f"{name:18s} {r['rps']:7.1f} req/s  p50 {r['p50']:6.1f} ms  p90 {r['p90']:6.1f} ms  "
-                  f"p99 {r['p99']:6.1f} ms  max {r['max']:6.1f} ms  ok {r['n']}  errors {r['errors']}  "
-                  f"page {r['bytes'] / 1024:.0f} KiB  client CPU {r['client_cpu']:.1f} s")  # fmt: skip
-            print(f"{'':18s} server CPU {r['server_cpu_ms']:.2f} ms per request -> about "
-                  f"{2000 / max(r['server_cpu_ms'], 1e-3):.0f} req/s on 2 otherwise idle cores")  # fmt: skip
+            print(
+                f"{name:18s} {r['rps']:7.1f} req/s  p50 {r['p50']:6.1f} ms  p90 {r['p90']:6.1f} ms  "
+                f"p99 {r['p99']:6.1f} ms  max {r['max']:6.1f} ms  ok {r['n']}  errors {r['errors']}  "
+                f"page {r['bytes'] / 1024:.0f} KiB  client CPU {r['client_cpu']:.1f} s"
+            )
+            print(
+                f"{'':18s} server CPU {r['server_cpu_ms']:.2f} ms per request -> about "
+                f"{2000 / max(r['server_cpu_ms'], 1e-3):.0f} req/s on 2 otherwise idle cores"
+            )
         on = results["fragment cache on"]
         if "cache off" in results:
             off = results["cache off"]
-            print(f"ratio cache on / off: {on['rps'] / off['rps']:.2f}x req/s, "
-                  f"p99 {off['p99'] / on['p99']:.2f}x lower")  # fmt: skip
+            print(
+                f"ratio cache on / off: {on['rps'] / off['rps']:.2f}x req/s, "
+                f"p99 {off['p99'] / on['p99']:.2f}x lower"
+            )
         ok = on["rps"] >= 200 and on["p99"] < 100
-        print(f"goal >= 200 req/s and p99 < 100 ms: {'met' if ok else 'NOT met'} as measured "
-              f"(load average after: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")  # fmt: skip
+        print(
+            f"goal >= 200 req/s and p99 < 100 ms: {'met' if ok else 'NOT met'} as measured "
+            f"(load average after: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+        )
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -65,13 +65,19 @@ def main() -> int:
     if not (root / "manifest.csv").is_file():
         t0 = time.perf_counter()
         simulate_dataset(
-            root, species=("pig", "human"), subjects_per_species={"pig": 6, "human": 16},
-            images_per_subject=4, height=h, width=w, seed=args.seed, progress=False,
+            root,
+            species=("pig", "human"),
+            subjects_per_species={"pig": 6, "human": 16},
+            images_per_subject=4,
+            height=h,
+            width=w,
+            seed=args.seed,
+            progress=False,
             tissue_states={
                 "pig": ("physiological", "physiological", "malperfused", "malperfused"),
                 "human": ("physiological", "physiological", "malperfused", "physiological"),
             },
-        )  # fmt: skip
+        )
         print(f"simulated {root} in {time.perf_counter() - t0:.1f}s")
     man = load_manifest(root)
     table = man.table

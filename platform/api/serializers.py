@@ -12,10 +12,30 @@ class PhaseSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Phase
-        fields = ["id", "challenge", "task", "slug", "title", "opens_at", "closes_at", "is_open", "visibility",
-                  "published", "submissions_per_day", "submissions_total", "max_concurrent", "wall_seconds",
-                  "memory_mb", "cpu_threads", "gpu", "max_upload_mb", "show_case_results", "show_logs",
-                  "leaderboard_rule", "n_cases"]  # fmt: skip
+        fields = [
+            "id",
+            "challenge",
+            "task",
+            "slug",
+            "title",
+            "opens_at",
+            "closes_at",
+            "is_open",
+            "visibility",
+            "published",
+            "submissions_per_day",
+            "submissions_total",
+            "max_concurrent",
+            "wall_seconds",
+            "memory_mb",
+            "cpu_threads",
+            "gpu",
+            "max_upload_mb",
+            "show_case_results",
+            "show_logs",
+            "leaderboard_rule",
+            "n_cases",
+        ]
 
     def get_is_open(self, obj) -> bool:
         return obj.is_open()
@@ -29,9 +49,22 @@ class TaskSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Task
-        fields = ["id", "slug", "title", "description", "source_species", "source_states", "target_species",
-                  "target_states", "label_names", "ignore_index", "preprocessing", "nsd_tolerances",
-                  "primary_metric", "phases"]  # fmt: skip
+        fields = [
+            "id",
+            "slug",
+            "title",
+            "description",
+            "source_species",
+            "source_states",
+            "target_species",
+            "target_states",
+            "label_names",
+            "ignore_index",
+            "preprocessing",
+            "nsd_tolerances",
+            "primary_metric",
+            "phases",
+        ]
 
 
 class ChallengeSerializer(serializers.ModelSerializer):
@@ -59,10 +92,31 @@ class SubmissionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Submission
-        fields = ["id", "phase", "user", "team", "created_at", "method_name", "description", "paper_url",
-                  "original_name", "size_bytes", "sha256", "model_format", "status", "status_reason",
-                  "counts_against_quota", "progress_done", "progress_total", "progress_percent", "started_at",
-                  "finished_at", "n_cases_failed", "chosen", "disqualified"]  # fmt: skip
+        fields = [
+            "id",
+            "phase",
+            "user",
+            "team",
+            "created_at",
+            "method_name",
+            "description",
+            "paper_url",
+            "original_name",
+            "size_bytes",
+            "sha256",
+            "model_format",
+            "status",
+            "status_reason",
+            "counts_against_quota",
+            "progress_done",
+            "progress_total",
+            "progress_percent",
+            "started_at",
+            "finished_at",
+            "n_cases_failed",
+            "chosen",
+            "disqualified",
+        ]
         read_only_fields = fields
 
 

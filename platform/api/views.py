@@ -111,8 +111,12 @@ class PhaseViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
     @extend_schema(request=SubmitSerializer, responses={201: SubmissionSerializer})
-    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated],
-            parser_classes=[MultiPartParser, FormParser])  # fmt: skip
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[permissions.IsAuthenticated],
+        parser_classes=[MultiPartParser, FormParser],
+    )
     def submit(self, request, pk=None):
         """Upload a model (multipart field `model`); it is queued for evaluation."""
         phase = self.get_object()
@@ -123,10 +127,14 @@ class PhaseViewSet(viewsets.ReadOnlyModelViewSet):
         upload = ser.validated_data["model"]
         try:
             sub = services.submit(
-                phase, request.user, upload.chunks(), original_name=upload.name,
-                method_name=ser.validated_data["method_name"], description=ser.validated_data["description"],
+                phase,
+                request.user,
+                upload.chunks(),
+                original_name=upload.name,
+                method_name=ser.validated_data["method_name"],
+                description=ser.validated_data["description"],
                 paper_url=ser.validated_data["paper_url"],
-            )  # fmt: skip
+            )
         except services.SubmissionRefused as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(SubmissionSerializer(sub).data, status=status.HTTP_201_CREATED)

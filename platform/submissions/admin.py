@@ -35,12 +35,33 @@ class ChunkInline(admin.TabularInline):
 
 @admin.register(Submission)
 class SubmissionAdmin(admin.ModelAdmin):
-    list_display = ("id", "method_name", "owner_label", "phase", "status", "progress_done", "progress_total",
-                    "counts_against_quota", "disqualified", "created_at")  # fmt: skip
+    list_display = (
+        "id",
+        "method_name",
+        "owner_label",
+        "phase",
+        "status",
+        "progress_done",
+        "progress_total",
+        "counts_against_quota",
+        "disqualified",
+        "created_at",
+    )
     list_filter = ("status", "phase", "disqualified", "counts_against_quota")
     search_fields = ("method_name", "user__username", "team__name", "sha256")
-    readonly_fields = ("sha256", "size_bytes", "model_format", "model_path", "created_at", "started_at", "finished_at",
-                       "attempt", "platform_retries", "worker", "heartbeat_at")  # fmt: skip
+    readonly_fields = (
+        "sha256",
+        "size_bytes",
+        "model_format",
+        "model_path",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "attempt",
+        "platform_retries",
+        "worker",
+        "heartbeat_at",
+    )
     actions = [rerun, cancel, disqualify]
     inlines = [ChunkInline]
 

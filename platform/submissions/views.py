@@ -37,10 +37,14 @@ def submit(request, slug: str, task: str, phase: str):
         else:
             try:
                 sub = services.submit(
-                    p, request.user, upload.chunks(), original_name=upload.name,
-                    method_name=request.POST.get("method_name", ""), description=request.POST.get("description", ""),
+                    p,
+                    request.user,
+                    upload.chunks(),
+                    original_name=upload.name,
+                    method_name=request.POST.get("method_name", ""),
+                    description=request.POST.get("description", ""),
                     paper_url=request.POST.get("paper_url", ""),
-                )  # fmt: skip
+                )
                 messages.success(request, f"Submission #{sub.pk} queued.")
                 return redirect(sub)
             except services.SubmissionRefused as exc:

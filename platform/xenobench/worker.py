@@ -28,13 +28,23 @@ def worker_argv(
     Gossip and mingle are off: the embedded filesystem broker has no broadcast channel, and
     liveness comes from the database heartbeat (ops/heartbeat.py) on every broker."""
     return [
-        python, "-m", "celery", "-A", "xenobench", "worker",
-        "-Q", queues,
-        "-c", str(int(concurrency)),
-        "-n", hostname,
-        "--without-gossip", "--without-mingle",
-        "-l", loglevel,
-    ]  # fmt: skip
+        python,
+        "-m",
+        "celery",
+        "-A",
+        "xenobench",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(int(concurrency)),
+        "-n",
+        hostname,
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        loglevel,
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def slow_model(path: Path, *, channels: int = 100, classes: int = 12, depth: int = 200,
-               width: int = 128) -> Path:  # fmt: skip
+def slow_model(
+    path: Path, *, channels: int = 100, classes: int = 12, depth: int = 200, width: int = 128
+) -> Path:
     import torch
 
     class Deep(torch.nn.Module):
@@ -28,6 +29,13 @@ def slow_model(path: Path, *, channels: int = 100, classes: int = 12, depth: int
     torch.manual_seed(0)
     net = Deep().eval()
     x = torch.rand(1, channels, 8, 8)
-    torch.onnx.export(net, x, str(path), input_names=["x"], output_names=["y"], dynamo=False,
-                      dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}})  # fmt: skip
+    torch.onnx.export(
+        net,
+        x,
+        str(path),
+        input_names=["x"],
+        output_names=["y"],
+        dynamo=False,
+        dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}},
+    )
     return path

@@ -31,9 +31,12 @@ def build(
     root = Path(settings.DATA_ROOT)
     ds = simulate(root / "sim", subjects=subjects, images=images, hw=tuple(hw))
     ch, task, phase = make_challenge(
-        ds, chunk_size=chunk_size, submissions_per_day=per_day, submissions_total=per_day,
+        ds,
+        chunk_size=chunk_size,
+        submissions_per_day=per_day,
+        submissions_total=per_day,
         max_concurrent=max_concurrent,
-    )  # fmt: skip
+    )
     models = root / "models"
     models.mkdir(exist_ok=True)
     task.ranking_settings = {**task.ranking_settings, "n_bootstrap": n_bootstrap}

@@ -53,9 +53,13 @@ class Stack:
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            argv, cwd=ROOT / "platform", env=env or self.env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            argv,
+            cwd=ROOT / "platform",
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         proc.log = log  # type: ignore[attr-defined]
         self.procs[name] = proc
         return proc
@@ -70,9 +74,24 @@ class Stack:
 
     def web(self, workers: int = 2, env: dict | None = None) -> str:
         port = free_port()
-        self._spawn("web", [PY, "-m", "gunicorn", "xenobench.wsgi", "-b", f"127.0.0.1:{port}",
-                            "-w", str(workers), "--graceful-timeout", "2", "--timeout", "120"],
-                    env=env)  # fmt: skip
+        self._spawn(
+            "web",
+            [
+                PY,
+                "-m",
+                "gunicorn",
+                "xenobench.wsgi",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                str(workers),
+                "--graceful-timeout",
+                "2",
+                "--timeout",
+                "120",
+            ],
+            env=env,
+        )
         self.url = f"http://127.0.0.1:{port}"
         wait_until(lambda: get(self.url + "/healthz")[0] in (200, 503), timeout=60, what="web")
         return self.url
@@ -110,8 +129,9 @@ class Stack:
         if self.database_url.startswith("postgres"):
             import psycopg
 
-            with psycopg.connect(self.database_url.replace("postgres://", "postgresql://"),
-                                 connect_timeout=5) as conn:  # fmt: skip
+            with psycopg.connect(
+                self.database_url.replace("postgres://", "postgresql://"), connect_timeout=5
+            ) as conn:
                 return list(conn.execute(query, params).fetchall())
         conn = sqlite3.connect(self.root / "db.sqlite3", timeout=30)
         try:
@@ -120,8 +140,17 @@ class Stack:
             conn.close()
 
     def submissions(self, ids: list[int] | None = None) -> dict[int, dict]:
-        cols = ("id", "status", "attempt", "platform_retries", "counts_against_quota",
-                "failure_kind", "status_reason", "user_id", "n_cases_failed")  # fmt: skip
+        cols = (
+            "id",
+            "status",
+            "attempt",
+            "platform_retries",
+            "counts_against_quota",
+            "failure_kind",
+            "status_reason",
+            "user_id",
+            "n_cases_failed",
+        )
         rows = self.sql(f"SELECT {', '.join(cols)} FROM submissions_submission")
         subs = {r[0]: dict(zip(cols, r, strict=True)) for r in rows}
         return {k: v for k, v in subs.items() if ids is None or k in ids}
@@ -144,14 +173,20 @@ class Stack:
         cases = self.sql(
             "SELECT count(*) FROM submissions_casescore WHERE submission_id=%s", (sub_id,)
         )
-        labels = self.sql("SELECT count(*) FROM submissions_labelscore WHERE submission_id=%s", (sub_id,))  # fmt: skip
+        labels = self.sql(
+            "SELECT count(*) FROM submissions_labelscore WHERE submission_id=%s", (sub_id,)
+        )
         return cases[0][0], labels[0][0]
 
     def duplicate_rows(self) -> int:
-        q1 = ("SELECT count(*) FROM (SELECT submission_id, case_id FROM submissions_casescore "
-              "GROUP BY 1, 2 HAVING count(*) > 1) d")  # fmt: skip
-        q2 = ("SELECT count(*) FROM (SELECT submission_id, case_id, label FROM "
-              "submissions_labelscore GROUP BY 1, 2, 3 HAVING count(*) > 1) d")  # fmt: skip
+        q1 = (
+            "SELECT count(*) FROM (SELECT submission_id, case_id FROM submissions_casescore "
+            "GROUP BY 1, 2 HAVING count(*) > 1) d"
+        )
+        q2 = (
+            "SELECT count(*) FROM (SELECT submission_id, case_id, label FROM "
+            "submissions_labelscore GROUP BY 1, 2, 3 HAVING count(*) > 1) d"
+        )
         return self.sql(q1)[0][0] + self.sql(q2)[0][0]
 
     def wait_final(self, ids: list[int], timeout: float) -> dict[int, dict]:
@@ -167,17 +202,25 @@ class Stack:
         if not url:
             box = self.root / "broker"
             app.conf.broker_transport_options = {
-                "data_folder_in": str(box / "out"), "data_folder_out": str(box / "out"),
-                "control_folder": str(box / "control"), "processed_folder": str(box / "processed"),
-            }  # fmt: skip
+                "data_folder_in": str(box / "out"),
+                "data_folder_out": str(box / "out"),
+                "control_folder": str(box / "control"),
+                "processed_folder": str(box / "processed"),
+            }
         try:
             app.send_task(name, args=args, queue=queue)
         finally:
             app.close()
 
 
-def api(url: str, token: str, method: str = "GET", body: bytes | None = None,
-        content_type: str = "", timeout: float = 60) -> tuple[int, dict]:  # fmt: skip
+def api(
+    url: str,
+    token: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    content_type: str = "",
+    timeout: float = 60,
+) -> tuple[int, dict]:
     import urllib.error
     import urllib.request
 

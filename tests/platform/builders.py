@@ -24,9 +24,16 @@ def simulate(
     from datasets.simulate import simulate_dataset
 
     return simulate_dataset(
-        root, species=species, subjects_per_species=subjects, images_per_subject=images, tissue_states=states,
-        height=hw[0], width=hw[1], seed=seed, progress=False,
-    )  # fmt: skip
+        root,
+        species=species,
+        subjects_per_species=subjects,
+        images_per_subject=images,
+        tissue_states=states,
+        height=hw[0],
+        width=hw[1],
+        seed=seed,
+        progress=False,
+    )
 
 
 def make_challenge(test_root: Path, *, slug="xeno", visibility="public", chunk_size=50, **phase_kw):
@@ -38,14 +45,29 @@ def make_challenge(test_root: Path, *, slug="xeno", visibility="public", chunk_s
         slug=slug, title=f"Challenge {slug}", summary="pig to human", terms="be nice"
     )
     task = Task.objects.create(
-        challenge=ch, slug="organs", title="Organ segmentation, pig to human", source_species=["pig"],
-        source_states=["physiological"], target_species=["human"], target_states=["physiological"],
-        label_names=LABELS, nsd_tolerances=[2.0] * len(LABELS), ranking_settings={"n_bootstrap": 100},
-    )  # fmt: skip
+        challenge=ch,
+        slug="organs",
+        title="Organ segmentation, pig to human",
+        source_species=["pig"],
+        source_states=["physiological"],
+        target_species=["human"],
+        target_states=["physiological"],
+        label_names=LABELS,
+        nsd_tolerances=[2.0] * len(LABELS),
+        ranking_settings={"n_bootstrap": 100},
+    )
     phase = Phase.objects.create(
-        task=task, slug="test", title="Test phase", test_dataset=ds, case_ids=select_cases(ds, ["human"]),
-        visibility=visibility, chunk_size=chunk_size, wall_seconds=120, memory_mb=4096, **phase_kw,
-    )  # fmt: skip
+        task=task,
+        slug="test",
+        title="Test phase",
+        test_dataset=ds,
+        case_ids=select_cases(ds, ["human"]),
+        visibility=visibility,
+        chunk_size=chunk_size,
+        wall_seconds=120,
+        memory_mb=4096,
+        **phase_kw,
+    )
     return ch, task, phase
 
 
@@ -72,8 +94,15 @@ def tiny_model(
     net.eval()
     x = torch.rand(1, channels, 8, 8)
     if fmt == "onnx":
-        torch.onnx.export(net, x, str(path), input_names=["x"], output_names=["y"], dynamo=False,
-                          dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}})  # fmt: skip
+        torch.onnx.export(
+            net,
+            x,
+            str(path),
+            input_names=["x"],
+            output_names=["y"],
+            dynamo=False,
+            dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}},
+        )
     else:
         torch.jit.save(torch.jit.trace(net, x), str(path))
     return path
@@ -104,6 +133,13 @@ def oracle_like_model(
     with torch.no_grad():
         net.weight.copy_(torch.tensor(w[:-1].T * 100, dtype=torch.float32)[:, :, None, None])
         net.bias.copy_(torch.tensor(w[-1], dtype=torch.float32))
-    torch.onnx.export(net.eval(), torch.rand(1, channels, 8, 8), str(path), input_names=["x"], output_names=["y"], dynamo=False,
-                      dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}})  # fmt: skip
+    torch.onnx.export(
+        net.eval(),
+        torch.rand(1, channels, 8, 8),
+        str(path),
+        input_names=["x"],
+        output_names=["y"],
+        dynamo=False,
+        dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}},
+    )
     return path

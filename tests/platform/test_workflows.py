@@ -57,10 +57,17 @@ def world():
     ch = Challenge.objects.create(slug="xeno", title="Xeno", terms="be nice")
     task = Task.objects.create(challenge=ch, slug="organs", title="Organs", label_names=["a", "b"])
     phase = Phase.objects.create(
-        task=task, slug="test", title="Test", test_dataset=ds, case_ids=["c1", "c2"],
-        opens_at=timezone.now() - timedelta(hours=1), submissions_per_day=3, submissions_total=5,
-        max_concurrent=2, max_upload_mb=1,
-    )  # fmt: skip
+        task=task,
+        slug="test",
+        title="Test",
+        test_dataset=ds,
+        case_ids=["c1", "c2"],
+        opens_at=timezone.now() - timedelta(hours=1),
+        submissions_per_day=3,
+        submissions_total=5,
+        max_concurrent=2,
+        max_upload_mb=1,
+    )
     alice = User.objects.create_user("alice", password="pw")
     bob = User.objects.create_user("bob", password="pw")
     org = User.objects.create_user("org", password="pw")
@@ -80,10 +87,17 @@ def make_sub(phase, user, status="succeeded", **kw):
     from submissions.services import team_of
 
     return Submission.objects.create(
-        phase=phase, user=user, team=team_of(user, phase.challenge), method_name="m",
-        model_path="/nonexistent", original_name="m.onnx", sha256="0" * 64, model_format="onnx",
-        status=status, **kw,
-    )  # fmt: skip
+        phase=phase,
+        user=user,
+        team=team_of(user, phase.challenge),
+        method_name="m",
+        model_path="/nonexistent",
+        original_name="m.onnx",
+        sha256="0" * 64,
+        model_format="onnx",
+        status=status,
+        **kw,
+    )
 
 
 def submit_api(client, phase, data: bytes = None, name="m.onnx"):
@@ -350,8 +364,14 @@ def test_admin_actions_are_audited(world, _isolated):
     assert Submission.objects.get(pk=a.pk).attempt == 3
     assert Submission.objects.get(pk=b.pk).status == "cancelled"  # cancelled ones stay so
     assert audit_actions() == [
-        "disqualify", "cancel", "rerun", "publish", "hide", "rerun", "rerun_phase",
-    ]  # fmt: skip
+        "disqualify",
+        "cancel",
+        "rerun",
+        "publish",
+        "hide",
+        "rerun",
+        "rerun_phase",
+    ]
     from challenges.models import AuditEvent
 
     assert AuditEvent.objects.filter(actor=staff).count() == 7
@@ -451,8 +471,13 @@ def test_openapi_schema_is_served_and_generates_without_warnings(tmp_path):
     schema = r.json()
     assert schema["openapi"].startswith("3.")
     paths = schema["paths"]
-    for p in ("/api/token/", "/api/phases/{id}/submit/", "/api/submissions/{id}/cases/",
-              "/api/phases/{id}/quota/", "/api/phases/{id}/leaderboard/"):  # fmt: skip
+    for p in (
+        "/api/token/",
+        "/api/phases/{id}/submit/",
+        "/api/submissions/{id}/cases/",
+        "/api/phases/{id}/quota/",
+        "/api/phases/{id}/leaderboard/",
+    ):
         assert p in paths, sorted(paths)
     params = {x["name"] for x in paths["/api/submissions/"]["get"]["parameters"]}
     assert {"phase", "status", "page", "page_size"} <= params
@@ -501,8 +526,9 @@ def test_register_dataset_command(human_test_root, tmp_path):
     from challenges.models import Dataset
 
     out = io.StringIO()
-    call_command("register_dataset", str(human_test_root), "--name", "h", "--role", "train",
-                 stdout=out)  # fmt: skip
+    call_command(
+        "register_dataset", str(human_test_root), "--name", "h", "--role", "train", stdout=out
+    )
     assert "registered dataset" in out.getvalue() and Dataset.objects.get(name="h").n_images > 0
     with pytest.raises(CommandError, match="no manifest.csv"):
         call_command("register_dataset", str(tmp_path), "--name", "x", "--role", "train")
@@ -527,9 +553,15 @@ def test_all_cases_failed_status_follows_the_error_kind_not_its_wording(world, k
     Chunk.objects.create(submission=sub, index=0, case_ids=["c1", "c2"], status="done")
     for case in ("c1", "c2"):
         CaseScore.objects.create(
-            submission=sub, case_id=case, subject="s1", ok=False, dsc=0.0, nsd=0.0,
-            error="stopped after 120 s", error_kind=kind,
-        )  # fmt: skip
+            submission=sub,
+            case_id=case,
+            subject="s1",
+            ok=False,
+            dsc=0.0,
+            nsd=0.0,
+            error="stopped after 120 s",
+            error_kind=kind,
+        )
     assert finalize(sub.pk, sub.attempt) == status
     sub.refresh_from_db()
     assert sub.status == status and sub.n_cases_failed == 2

@@ -21,7 +21,7 @@ from ..builders import make_challenge, tiny_model
 from ..conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-CLI = Path(__file__).resolve().parents[2] / "bin" / "xenobench"
+CLI = Path(__file__).resolve().parents[3] / "bin" / "xenobench"
 
 
 def run(env: dict, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
@@ -64,8 +64,20 @@ def test_cli_against_a_live_site(live_server, live_worker, human_test_root, tmp_
     assert r.returncode == 1 and "HTTP 404" in r.stderr
 
     model = tiny_model(tmp_path / "tiny.onnx")
-    r = run(env, "submit", "--phase", str(phase.pk), str(model), "--method", "tiny conv",
-            "--wait", "--interval", "0.5", "--timeout", "150")  # fmt: skip
+    r = run(
+        env,
+        "submit",
+        "--phase",
+        str(phase.pk),
+        str(model),
+        "--method",
+        "tiny conv",
+        "--wait",
+        "--interval",
+        "0.5",
+        "--timeout",
+        "150",
+    )
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "uploading:" in r.stderr and "(100%)" in r.stderr
     lines = r.stdout.splitlines()

@@ -63,26 +63,60 @@ class World:
 
 
 def _row(sub, rank: int, dsc: float) -> dict:
-    return {"submission_id": sub.pk, "method": sub.method_name, "team": sub.owner_label,
-            "label": f"{sub.owner_label} / {sub.method_name} (#{sub.pk})", "rank": rank, "tier": rank,
-            "dsc": dsc, "dsc_ci": [dsc - 0.1, dsc + 0.1], "dsc_mean": dsc, "nsd": dsc, "nsd_ci": [dsc - 0.1, dsc + 0.1],
-            "rank_interval": [rank, rank], "rank_median": rank, "scheme_ranks": {}, "n_cases": 2, "n_failed": 1,
-            "submitted": sub.created_at.isoformat(), "format": "onnx", "sha256": sub.sha256}  # fmt: skip
+    return {
+        "submission_id": sub.pk,
+        "method": sub.method_name,
+        "team": sub.owner_label,
+        "label": f"{sub.owner_label} / {sub.method_name} (#{sub.pk})",
+        "rank": rank,
+        "tier": rank,
+        "dsc": dsc,
+        "dsc_ci": [dsc - 0.1, dsc + 0.1],
+        "dsc_mean": dsc,
+        "nsd": dsc,
+        "nsd_ci": [dsc - 0.1, dsc + 0.1],
+        "rank_interval": [rank, rank],
+        "rank_median": rank,
+        "scheme_ranks": {},
+        "n_cases": 2,
+        "n_failed": 1,
+        "submitted": sub.created_at.isoformat(),
+        "format": "onnx",
+        "sha256": sub.sha256,
+    }
 
 
 def _submission(phase, user, team, method: str, tag: str, **kw):
     from submissions.models import CaseScore, Status, Submission
 
     sub = Submission.objects.create(
-        phase=phase, user=user, team=team, method_name=method, model_path="/nonexistent/model.onnx",
-        original_name="m.onnx", size_bytes=10, sha256="ab" * 32, model_format="onnx",
-        status=Status.SUCCEEDED, progress_done=2, progress_total=2, log=f"LOG{tag}MARK", **kw,
-    )  # fmt: skip
+        phase=phase,
+        user=user,
+        team=team,
+        method_name=method,
+        model_path="/nonexistent/model.onnx",
+        original_name="m.onnx",
+        size_bytes=10,
+        sha256="ab" * 32,
+        model_format="onnx",
+        status=Status.SUCCEEDED,
+        progress_done=2,
+        progress_total=2,
+        log=f"LOG{tag}MARK",
+        **kw,
+    )
     for i, ok in enumerate([True, False]):
         CaseScore.objects.create(
-            submission=sub, case_id=f"CASE{tag}ID{i}", subject=f"SUBJ{tag}Z", species="human",
-            tissue_state="physiological", ok=ok, error="" if ok else f"CASEERR{tag}Z", dsc=0.31 + i / 10, nsd=0.5,
-        )  # fmt: skip
+            submission=sub,
+            case_id=f"CASE{tag}ID{i}",
+            subject=f"SUBJ{tag}Z",
+            species="human",
+            tissue_state="physiological",
+            ok=ok,
+            error="" if ok else f"CASEERR{tag}Z",
+            dsc=0.31 + i / 10,
+            nsd=0.5,
+        )
     return sub
 
 
@@ -121,8 +155,9 @@ def build_world(tmp_path: Path) -> World:
         t2 = Team.objects.create(challenge=ch, name=f"rival team {ch.slug}")
         for u, t in ((users["owner"], t1), (users["teammate"], t1), (rival, t2)):
             Membership.objects.create(team=t, user=u, challenge=ch)
-        task = Task.objects.create(challenge=ch, slug="organs", title="Organs", label_names=["a", "b"],
-                                   train_dataset=train)  # fmt: skip
+        task = Task.objects.create(
+            challenge=ch, slug="organs", title="Organs", label_names=["a", "b"], train_dataset=train
+        )
         if ch is pub:
             w.task_pub, kinds = (
                 task,
@@ -133,26 +168,35 @@ def build_world(tmp_path: Path) -> World:
         for vis, published, flags in kinds:
             slug = f"{vis}{'-pub' if published else ''}-{'on' if flags else 'off'}"
             phase = Phase.objects.create(
-                task=task, slug=slug, title=slug, visibility=vis, published=published,
-                show_case_results=flags, show_logs=flags, case_ids=["x"],
+                task=task,
+                slug=slug,
+                title=slug,
+                visibility=vis,
+                published=published,
+                show_case_results=flags,
+                show_logs=flags,
+                case_ids=["x"],
                 opens_at=timezone.now() - timedelta(days=1),
-            )  # fmt: skip
+            )
             tag = str(phase.pk)
             own = _submission(phase, users["owner"], t1, f"OWN{tag}X", tag)
             riv = _submission(phase, rival, t2, f"RIVAL{tag}X", tag + "R")
             unr = _submission(phase, rival, t2, f"UNRANKED{tag}X", tag + "U")
             vic = _submission(phase, users["owner"], t1, f"VICTIM{tag}X", tag + "V")
             RankingSnapshot.objects.create(
-                phase=phase, version=1, submission_ids=[riv.pk, own.pk],
+                phase=phase,
+                version=1,
+                submission_ids=[riv.pk, own.pk],
                 rows=[_row(riv, 1, 0.9), _row(own, 2, 0.4)],
                 changes=[f"new entry: {riv.owner_label} / {riv.method_name} (#{riv.pk}) at rank 1"],
                 warnings=[f"note about RIVAL{tag}X"],
-            )  # fmt: skip
+            )
             w.phases.append(PhaseWorld(phase, tag, own, riv, unr, vic))
     Message.objects.create(user=users["owner"], text="MSGOWNX")
     other_task = Task.objects.create(challenge=other, slug="organs", title="Organs")
-    w.other_phase = Phase.objects.create(task=other_task, slug="hidden", title="hidden",
-                                         visibility="hidden", case_ids=["x"])  # fmt: skip
+    w.other_phase = Phase.objects.create(
+        task=other_task, slug="hidden", title="hidden", visibility="hidden", case_ids=["x"]
+    )
     return w
 
 
@@ -290,7 +334,7 @@ def build_checks(w: World, pol: Policy) -> list[Check]:
                 "challenge-report",
                 f"/c/{s}/report/?download=pdf",
                 lambda r, ch=ch: {202} if pol.sees(r, ch) else {404},
-            ),  # fmt: skip
+            ),
             C("challenge-report-pdf", f"/c/{s}/report/pdf.json", vis),
             C("api-challenge-detail", f"/api/challenges/{s}/", vis),
             C("api-challenge-detail", f"/api/challenges/{s}.json", vis),
@@ -315,7 +359,18 @@ def build_checks(w: World, pol: Policy) -> list[Check]:
                 "task-data-file",
                 base + "files/../../etc/passwd",
                 lambda r, d=data: {404} if d(r) == ok else d(r),
-            ),  # fmt: skip
+            ),
+            # previews: same rule as the download; P1#a is not a registered training case
+            C(
+                "task-case-preview",
+                base + "data/P1%23a/preview",
+                lambda r, d=data: {404} if d(r) == ok else d(r),
+            ),
+            C(
+                "task-case-png",
+                base + "data/P1%23a/sto2.png",
+                lambda r, d=data: {404} if d(r) == ok else d(r),
+            ),
         ]
     for pw in w.phases:
         checks += phase_checks(pw, pol)
@@ -394,14 +449,14 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
             lambda r: login_or(r, {403} if sees(r) else {404}),
             "post",
             {"action": "bogus"},
-        ),  # fmt: skip
+        ),
         C("phase-ranking-json", base + "ranking.json", full),
         C("api-phase-detail", f"/api/phases/{p.pk}/", lambda r: ok if sees(r) else {404}),
         C(
             "api-phase-quota",
             f"/api/phases/{p.pk}/quota/",
             lambda r: {401} if r == "anon" else (ok if sees(r) else {404}),
-        ),  # fmt: skip
+        ),
         C("api-phase-leaderboard", f"/api/phases/{p.pk}/leaderboard/", rows),
         C(
             "api-phase-submit",
@@ -409,12 +464,12 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
             lambda r: {401} if r == "anon" else ({400} if sees(r) else {404}),
             "post",
             {},
-        ),  # fmt: skip
+        ),
         C(
             "api-submission-list",
             f"/api/submissions/?phase={p.pk}&status=succeeded",
             lambda r: login_or(r, ok, 401),
-        ),  # fmt: skip
+        ),
     ]
     own, victim = pw.own, pw.victim
     # Another team's submission pages are organizer-only whatever the phase: check them once
@@ -427,20 +482,20 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
                 f"/submissions/{sub.pk}/",
                 view,
                 extra=detail_page if sub is own else None,
-            ),  # fmt: skip
+            ),
             C(
                 "submission-status",
                 f"/submissions/{sub.pk}/status",
                 view,
                 extra=status_json if sub is own else None,
-            ),  # fmt: skip
+            ),
             C(
                 "submission-action",
                 f"/submissions/{sub.pk}/action",
                 lambda r, sub=sub: login_or(r, {403} if pol.view_sub(r, sub) else {404}),
                 "post",
                 {"action": "bogus"},
-            ),  # fmt: skip
+            ),
             C(
                 "api-submission-detail",
                 f"/api/submissions/{sub.pk}/",
@@ -455,13 +510,13 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
                 "api-submission-cases",
                 f"/api/submissions/{sub.pk}/cases/",
                 lambda r, sub=sub: api_sub(r, sub, denied=ok if pol.cases(r, sub) else {403}),
-            ),  # fmt: skip
+            ),
             C(
                 "api-submission-cancel",
                 f"/api/submissions/{sub.pk}/cancel/",
                 lambda r, sub=sub: api_sub(r, sub, denied={400}),
                 "post",
-            ),  # fmt: skip
+            ),
             # The team may choose (refused here: these phases rank the best submission);
             # organizers may read the submission but not choose for the team.
             C(
@@ -469,7 +524,7 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
                 f"/api/submissions/{sub.pk}/choose/",
                 lambda r, sub=sub: api_sub(r, sub, denied={400} if pol.team(r, sub) else {403}),
                 "post",
-            ),  # fmt: skip
+            ),
             C(
                 "submission-action",
                 f"/submissions/{sub.pk}/action",
@@ -478,7 +533,7 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
                 ),
                 "post",
                 {"action": "choose"},
-            ),  # fmt: skip
+            ),
         ]
     for sub, ranked in ((own, True), (pw.rival, True), (pw.unranked, False), (victim, False)):
         checks.append(
@@ -488,7 +543,7 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
                 lambda r, sub=sub, ranked=ranked: (
                     ok if pol.sees(r, ch) and pol.scores(r, sub, ranked) else {404}
                 ),
-            )  # fmt: skip
+            )
         )
     checks.append(
         C(
@@ -496,7 +551,7 @@ def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:
             f"/api/submissions/{victim.pk}/rerun/",
             lambda r: api_sub(r, victim, denied=ok if pol.org(r, ch) else {403}),
             "post",
-        )  # fmt: skip
+        )
     )
     return checks
 

@@ -50,8 +50,15 @@ def world():
             )
     Registration.objects.filter(challenge=pub, user=users["bob"]).delete()  # bob: private only
     everyone = [AnonymousUser(), staff, *users.values()]
-    return {"users": users, "staff": staff, "everyone": everyone, "pub": pub, "priv": priv,
-            "phases": phases, "subs": subs}  # fmt: skip
+    return {
+        "users": users,
+        "staff": staff,
+        "everyone": everyone,
+        "pub": pub,
+        "priv": priv,
+        "phases": phases,
+        "subs": subs,
+    }
 
 
 def test_query_forms_agree_with_the_one_object_rules(world):
@@ -135,5 +142,7 @@ def test_leaderboard_rows_by_visibility(world):
         ids = [r["submission_id"] for r in ls.visible_rows(viewer, p, snap)]
         want = {"all": [a.pk, b.pk], "own": [a.pk], "none": []}[expect]
         assert ids == want, (vis, viewer, ids)
-        assert ls.can_see_some_rows(viewer, p) == (expect != "none" or vis == "team" and viewer.is_authenticated)  # fmt: skip
+        assert ls.can_see_some_rows(viewer, p) == (
+            expect != "none" or vis == "team" and viewer.is_authenticated
+        )
     assert ls.visible_rows(u["org"], world["phases"]["pub", "public"], None) == []

@@ -32,9 +32,14 @@ def build():
     ch = Challenge.objects.create(slug="pick", title="Pick")
     task = Task.objects.create(challenge=ch, slug="organs", title="Organs", label_names=["a"])
     phase = Phase.objects.create(
-        task=task, slug="final", title="Final", leaderboard_rule="chosen", visibility="hidden",
-        case_ids=["c1"], opens_at=timezone.now() - timedelta(hours=1),
-    )  # fmt: skip
+        task=task,
+        slug="final",
+        title="Final",
+        leaderboard_rule="chosen",
+        visibility="hidden",
+        case_ids=["c1"],
+        opens_at=timezone.now() - timedelta(hours=1),
+    )
     users = {
         n: User.objects.create_user(n, password="pw") for n in ("alice", "bob", "carol", "org")
     }
@@ -51,9 +56,17 @@ def make_sub(phase, user, team=None, status="succeeded", **kw):
     from submissions.models import Submission
 
     return Submission.objects.create(
-        phase=phase, user=user, team=team, method_name=f"m-{user}", model_path="/nonexistent",
-        original_name="m.onnx", sha256="0" * 64, model_format="onnx", status=status, **kw,
-    )  # fmt: skip
+        phase=phase,
+        user=user,
+        team=team,
+        method_name=f"m-{user}",
+        model_path="/nonexistent",
+        original_name="m.onnx",
+        sha256="0" * 64,
+        model_format="onnx",
+        status=status,
+        **kw,
+    )
 
 
 def api_for(user) -> APIClient:
@@ -106,11 +119,17 @@ def test_only_the_team_may_choose(sent):
     assert api_for(None).post(f"/api/submissions/{a1.pk}/choose/").status_code == 401
     # another participant may not even see the submission
     assert api_for(u["carol"]).post(f"/api/submissions/{a1.pk}/choose/").status_code == 404
-    assert page_for(u["carol"]).post(f"/submissions/{a1.pk}/action", {"action": "choose"}).status_code == 404  # fmt: skip
+    assert (
+        page_for(u["carol"]).post(f"/submissions/{a1.pk}/action", {"action": "choose"}).status_code
+        == 404
+    )
     # organizers see it but do not choose for the team
     r = api_for(u["org"]).post(f"/api/submissions/{a1.pk}/choose/")
     assert r.status_code == 403 and "submitting team" in r.json()["detail"]
-    assert page_for(u["org"]).post(f"/submissions/{a1.pk}/action", {"action": "choose"}).status_code == 403  # fmt: skip
+    assert (
+        page_for(u["org"]).post(f"/submissions/{a1.pk}/action", {"action": "choose"}).status_code
+        == 403
+    )
     assert chosen(phase) == [] and audit() == [] and not sent
 
 
@@ -132,7 +151,9 @@ def test_choose_refusals_say_why_and_change_nothing(sent, change, message):
     sub = make_sub(phase, u["alice"], team, **change)
     r = api_for(u["alice"]).post(f"/api/submissions/{sub.pk}/choose/")
     assert r.status_code == 400 and message in r.json()["detail"]
-    page = page_for(u["alice"]).post(f"/submissions/{sub.pk}/action", {"action": "choose"}, follow=True)  # fmt: skip
+    page = page_for(u["alice"]).post(
+        f"/submissions/{sub.pk}/action", {"action": "choose"}, follow=True
+    )
     assert message in page.content.decode()
     assert chosen(phase) == [] and audit() == []
 
@@ -186,7 +207,12 @@ def test_publish_and_hide_through_api_and_page_are_organizer_only_and_audited(se
     phase, team, u = build()
     url = f"/api/phases/{phase.pk}/"
     assert api_for(u["alice"]).post(url + "publish/").status_code == 403
-    assert page_for(u["alice"]).post(phase.get_absolute_url() + "action", {"action": "publish"}).status_code == 403  # fmt: skip
+    assert (
+        page_for(u["alice"])
+        .post(phase.get_absolute_url() + "action", {"action": "publish"})
+        .status_code
+        == 403
+    )
     assert not Phase.objects.get(pk=phase.pk).published and audit() == []
     r = api_for(u["org"]).post(url + "publish/")
     assert r.status_code == 200 and r.json()["published"] is True
