@@ -1,3 +1,3 @@
-from baselines.cli import main
+from baselines.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datasets.labels import DEFAULT_LABEL_MAPPING, LabelMapping
 from datasets.spectral import l1_normalize
 
 Sample = tuple[np.ndarray, np.ndarray]  # (cube (H, W, C), labels (H, W))
@@ -159,10 +160,75 @@ def save_transforms(path: str | Path, transforms: Mapping[int, np.ndarray]) -> P
     return p
 
 
-def load_transforms(path: str | Path) -> Transforms:
-    """Read transforms written by :func:`save_transforms` (``allow_pickle=False``)."""
+def load_transforms(
+    path: str | Path,
+    mapping: LabelMapping = DEFAULT_LABEL_MAPPING,
+    labels: Sequence[str] | None = None,
+) -> Transforms:
+    """Read transforms: our ``.npz`` (from :func:`save_transforms`) or htc's projection matrices.
+
+    htc's ``projection_matrices/<name>.blosc`` files hold ``label name -> float32 [n, C, C + 1]``
+    (W and b side by side; ``weights_*`` files hold W only ``[n, C, C]``, ``bias_*`` files b
+    only ``[n, C]``; the mode is the file name's first ``_`` part, as in htc). They are read
+    with :func:`datasets.htc_blosc.read_blosc_dict`, which parses the pickled header as data
+    and refuses anything but plain arrays, so a crafted file cannot run code. Label names are
+    mapped to indices with ``mapping``; ``labels`` keeps only these names (htc's
+    ``target_labels``), and any other name the mapping does not know is an error. Every
+    result is ``label index -> float32 [n, C, C + 1]``.
+    """
+    p = Path(path)
+    if p.suffix == ".npz":
+        return _load_npz(p)
+    from datasets.htc_blosc import HtcBloscError
+
+    try:
+        variables = _read_blosc_dict(p)
+    except HtcBloscError as e:
+        raise ValueError(f"{p}: not an htc projection-matrix file this reader accepts: {e}") from e
+    if labels is not None:
+        variables = {k: v for k, v in variables.items() if k in set(labels)}
+    unknown = sorted(set(variables) - set(mapping.class_names))
+    if unknown:
+        raise ValueError(
+            f"{p}: labels {unknown} are not classes of the label mapping "
+            f"{list(mapping.class_names)}; pass labels=[...] to keep only known ones"
+        )
+    mode = p.stem.split("_")[0]
     out: Transforms = {}
-    with np.load(Path(path), allow_pickle=False) as data:
+    for name, arr in variables.items():
+        out[mapping.index_of(name)] = _as_affine(np.asarray(arr), mode, f"{p}: {name}")
+    return out
+
+
+def _read_blosc_dict(path: Path) -> dict[str, np.ndarray]:
+    """htc's dict-of-arrays .blosc, parsed without unpickling; anything else is refused."""
+    from datasets.htc_blosc import read_htc_blosc_dict
+
+    return read_htc_blosc_dict(path)
+
+
+def _as_affine(arr: np.ndarray, mode: str, where: str) -> np.ndarray:
+    """``[n, C, C + 1]`` from htc's three projection modes (W+b, W only, b only)."""
+    if arr.dtype.kind != "f":
+        raise ValueError(f"{where}: expected floating point matrices, got {arr.dtype}")
+    arr = arr.astype(np.float32, copy=False)
+    if mode not in ("weights", "bias", "weights+bias"):  # not htc's naming: infer from shape
+        mode = {2: "bias"}.get(arr.ndim, "weights" if arr.shape[-1] == arr.shape[-2] else "")
+        mode = mode or "weights+bias"
+    if mode == "bias" and arr.ndim == 2:
+        n, c = arr.shape
+        eye = np.broadcast_to(np.eye(c, dtype=np.float32), (n, c, c))
+        return np.concatenate([eye, arr[:, :, None]], axis=2)
+    if mode == "weights" and arr.ndim == 3 and arr.shape[1] == arr.shape[2]:
+        return np.concatenate([arr, np.zeros((*arr.shape[:2], 1), np.float32)], axis=2)
+    if mode == "weights+bias" and arr.ndim == 3 and arr.shape[2] == arr.shape[1] + 1:
+        return np.ascontiguousarray(arr)
+    raise ValueError(f"{where}: shape {arr.shape} does not fit projection mode {mode!r}")
+
+
+def _load_npz(path: Path) -> Transforms:
+    out: Transforms = {}
+    with np.load(path, allow_pickle=False) as data:
         for key in data.files:
             if not key.startswith("label_"):
                 raise ValueError(f"unexpected key {key!r} in transforms file {path}")
@@ -181,34 +247,41 @@ def apply_physiology_augmentation(
     target_labels: Sequence[int],
     p: float = 0.8,
     rng: np.random.Generator | None = None,
+    interpolate: bool = True,
+    renormalize: bool = True,
 ) -> np.ndarray:
     """Simulate the learned pathology on an (L1-normalised) target-species image.
 
-    With probability ``p`` per image, for each target label present: pick a random learned
-    (W, b) of that label, map the label's pixels ``x -> lerp(x, xW + b, w)`` with
-    ``w ~ U(0, 1)``, then L1-normalise them again. Other pixels are returned bit-identical;
-    the input is never modified (a new array is returned when anything changes).
+    As htc's ``ProjectionTransform`` (label_match mode, ``interpolate=True``): with
+    probability ``p`` per image; then for each label present in the image (ascending index)
+    that is a target label and has matrices: one random (W, b) of that label, one weight
+    ``w ~ U(0, 1)``, and the label's pixels become ``lerp(x, xW + b, w)`` (``xW + b`` without
+    ``interpolate``), computed in float32. Random draws in this order: the ``p`` draw, then
+    per label the matrix index and ``w``. htc's transform stops there; the study re-applies
+    the L1 normalisation afterwards, which ``renormalize`` does for the changed pixels.
+    Other pixels are returned bit-identical; the input is never modified.
     """
     rng = rng if rng is not None else np.random.default_rng()
     if p <= 0 or rng.random() >= p:
         return cube
     out = None
     c = cube.shape[-1]
-    for label in target_labels:
-        mats = transforms.get(int(label))
-        if mats is None or len(mats) == 0:
-            continue
-        mask = labels == label
-        if not mask.any():
+    wanted = {int(t) for t in target_labels}
+    present = [int(v) for v in np.unique(labels)]
+    for label in present:
+        mats = transforms.get(label)
+        if label not in wanted or mats is None or len(mats) == 0:
             continue
         if mats.shape[1] != c:
             raise ValueError(f"transforms have {mats.shape[1]} channels, the cube has {c}")
-        T = mats[int(rng.integers(len(mats)))]
-        w = np.float32(rng.random())
+        mask = labels == label
+        T = np.asarray(mats[int(rng.integers(len(mats)))], dtype=np.float32)
         x = cube[mask].astype(np.float32, copy=False)
         y = x @ T[:, :c] + T[:, c]
-        mixed = x + w * (y - x)
+        if interpolate:
+            w = np.float32(rng.random())
+            y = x + w * (y - x)
         if out is None:
             out = np.array(cube, dtype=np.float32, copy=True)
-        out[mask] = l1_normalize(mixed)
+        out[mask] = l1_normalize(y) if renormalize else y
     return cube if out is None else out

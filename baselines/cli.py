@@ -3,7 +3,11 @@
 python -m baselines recipes
 python -m baselines train --data DIR --recipe human_xeno_kidney --out model.onnx
 python -m baselines export --weights weights.pt --out model.pt2
-python -m baselines learn-transforms --data DIR --out xeno.npz
+python -m baselines learn-transforms --data DIR --recipe human_xeno_icg --out xeno.npz
+
+Recipes cover pig, rat and human data (``python -m baselines recipes``). Run as
+``python -m baselines``, a data problem (e.g. no rat images for a rat recipe) ends with a
+one-line error and exit status 2 instead of a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 
 def _read_names(path: Path | None) -> tuple[str, ...] | None:
@@ -130,7 +134,7 @@ def cmd_learn_transforms(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     transforms, n_pairs = learn_xeno_transforms(
-        load_manifest(args.data), RECIPES["human_xeno_kidney"], settings
+        load_manifest(args.data), RECIPES[args.recipe], settings
     )
     save_transforms(args.out, transforms)
     shapes = {k: list(v.shape) for k, v in transforms.items()}
@@ -172,8 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, required=True)
     e.set_defaults(func=cmd_export)
 
-    lt = sub.add_parser("learn-transforms", help="learn pig kidney malperfusion transforms")
+    lt = sub.add_parser("learn-transforms", help="learn a xeno recipe's affine transforms")
     lt.add_argument("--out", type=Path, required=True)
+    lt.add_argument(
+        "--recipe",
+        default="human_xeno_kidney",
+        choices=sorted(n for n, r in RECIPES.items() if r.xeno_source),
+        help="which pathology and source species (default: pig kidney malperfusion)",
+    )
     data_args(lt)
     lt.set_defaults(func=cmd_learn_transforms)
     return parser
@@ -182,3 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """``python -m baselines``: :func:`main`, with data errors as one line on stderr."""
+    try:
+        return main(argv)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from datasets.manifest import load_manifest, write_manifest
-from datasets.simulate import simulate_dataset
+from datasets.simulate import PROVENANCE_NAME, SIMULATOR_VERSION, simulate_dataset
 
 
 @dataclass(frozen=True)
@@ -23,24 +23,37 @@ class DemoSize:
     width: int = 80
     pigs: int = 8
     humans: int = 16
-    images: int = 4  # per subject: half physiological, half malperfused
+    images: int = 6  # per subject: half physiological, half malperfused
     test_subjects: int = 8
     val_subjects: int = 2
     seed: int = 2026
+    # Training of the demo's baselines (not part of the simulation). Small crops, many steps:
+    # about the pixels and time of 48-pixel crops at fewer epochs, but enough optimiser steps
+    # for the small network to separate close organs; 32 pairs (not 64) for the transforms.
+    epochs: int = 100
+    crop_size: int = 32
+    max_pairs: int = 32  # (physiological, malperfused) pig pairs for the xeno transforms
+
+    def simulation(self) -> dict[str, int]:
+        """The fields that shape the simulated data (the cache marker of make_demo_data)."""
+        data = asdict(self)
+        for key in ("test_subjects", "val_subjects", "epochs", "crop_size", "max_pairs"):
+            data.pop(key)
+        return data
 
 
 FULL = DemoSize()
-QUICK = DemoSize(height=48, width=64, pigs=6, humans=12, test_subjects=6, val_subjects=2)
+QUICK = DemoSize(height=48, width=64, pigs=6, humans=14, test_subjects=8, val_subjects=2, epochs=75)
 
 
 def make_demo_data(
     base: Path, size: DemoSize = FULL, progress: bool = False
 ) -> tuple[Path, Path, Path]:
     """(simulated, training, hidden test) dataset folders under `base`; simulation is reused
-    when its settings did not change."""
+    when its settings and the simulator did not change."""
     sim = base / "sim"
     marker = sim / "demo-settings.json"
-    want = json.dumps(asdict(size), sort_keys=True)
+    want = json.dumps({**size.simulation(), "simulator": SIMULATOR_VERSION}, sort_keys=True)
     if not (marker.exists() and marker.read_text() == want):
         if sim.exists():
             shutil.rmtree(sim)
@@ -76,4 +89,6 @@ def subset(src: Path, dst: Path, rows: pd.DataFrame) -> Path:
                 except OSError:
                     shutil.copy2(src / rel, dst / rel)
     write_manifest(dst, rows.reset_index(drop=True))
+    if (src / PROVENANCE_NAME).is_file():  # keeps the simulator's fingerprint (cache keys)
+        shutil.copy2(src / PROVENANCE_NAME, dst / PROVENANCE_NAME)
     return dst

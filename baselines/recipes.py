@@ -1,18 +1,22 @@
-"""The four baselines of the demo challenge, trained from a dataset folder, with a cache.
+"""The starter kit's baselines, trained from a dataset folder, with a cache.
 
-1. ``pig_physiological``   pig physiological images only (naive cross-species transfer)
-2. ``human_physiological`` human physiological images only
-3. ``human_xeno_kidney``   human physiological + xeno-learning: affine kidney changes learned
-                           from pig (physiological, malperfused) pairs, applied to human kidneys
-4. ``joint_pig_human``     pig + human physiological images
+Naive transfer and in-species references (physiological images of the named species only):
+``pig_physiological``, ``rat_physiological``, ``human_physiological``, ``joint_pig_human``,
+``joint_animals_human`` (human + pig + rat). Xeno-learning (human physiological images plus a
+pathological change learned as affine maps in an animal, see :mod:`baselines.augment`):
 
-The dataset folder has the layout of :mod:`datasets.manifest`. ``RecipeSettings.image_names``
-restricts everything (including the pig images transforms are learned from) to a training
-set, so hidden test images never leak into a baseline.
+* ``human_xeno_kidney``      kidney malperfusion (clamping) learned in pigs
+* ``human_xeno_kidney_rat``  kidney malperfusion learned in rats
+* ``human_xeno_icg``         ICG injection learned in pigs, for the eight abdominal organs
 
-The cache folder holds one entry per hash of (manifest, recipe, settings, code version):
-weights (``torch.load(weights_only=True)``), exported model files and a JSON record, so a
-demo can reuse trained baselines.
+The study's reported numbers for each are in docs/starter-kit.md. The dataset folder has the
+layout of :mod:`datasets.manifest`. ``RecipeSettings.image_names`` restricts everything
+(including the animal images transforms are learned from) to a training set, so hidden test
+images never leak into a baseline.
+
+The cache folder holds one entry per hash of (manifest, simulator fingerprint for simulated
+data, recipe, settings, code version): weights (``torch.load(weights_only=True)``), exported
+model files and a JSON record, so a demo can reuse trained baselines.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ CODE_VERSION = "1"  # bump when training changes in a way the source hash would 
 CODE_FILES = ("model.py", "losses.py", "augment.py", "train.py", "recipes.py")
 
 __all__ = [
+    "ICG_ORGANS",
     "RECIPES",
     "CachedBaseline",
     "Recipe",
@@ -66,10 +71,17 @@ class Recipe:
     xeno_labels: tuple[str, ...] = ()  # organs the change is learned for and applied to
 
 
+# The organs whose ICG change is learned and applied: the eight abdominal organs of the ICG
+# recordings (the study transfers ICG to 8 organs).
+ICG_ORGANS = (
+    "stomach", "small_bowel", "colon", "liver", "pancreas", "kidney", "spleen", "omentum",
+)  # fmt: skip
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         Recipe("pig_physiological", "pig physiological only (naive transfer)", ("pig",)),
+        Recipe("rat_physiological", "rat physiological only (naive transfer)", ("rat",)),
         Recipe("human_physiological", "human physiological only", ("human",)),
         Recipe(
             "human_xeno_kidney",
@@ -78,7 +90,27 @@ RECIPES: dict[str, Recipe] = {
             xeno_source="pig",
             xeno_labels=("kidney",),
         ),
+        Recipe(
+            "human_xeno_kidney_rat",
+            "human physiological + xeno-learning (rat kidney malperfusion)",
+            ("human",),
+            xeno_source="rat",
+            xeno_labels=("kidney",),
+        ),
+        Recipe(
+            "human_xeno_icg",
+            "human physiological + xeno-learning (pig ICG, 8 organs)",
+            ("human",),
+            xeno_source="pig",
+            xeno_state="icg",
+            xeno_labels=ICG_ORGANS,
+        ),
         Recipe("joint_pig_human", "joint pig + human physiological", ("pig", "human")),
+        Recipe(
+            "joint_animals_human",
+            "joint pig + rat + human physiological",
+            ("pig", "rat", "human"),
+        ),
     )
 }
 
@@ -147,6 +179,10 @@ def _select(man: Manifest, settings: RecipeSettings, **equals: Any) -> Manifest:
     return sel
 
 
+def _species_in(man: Manifest) -> str:
+    return ", ".join(sorted(set(man.table["species"].astype(str)))) or "none"
+
+
 def load_images(man: Manifest, names: Sequence[str]) -> list[Image]:
     """(L1-normalised float32 cube, uint8 labels) per image name, as the harness sees them."""
     out: list[Image] = []
@@ -184,7 +220,10 @@ def learn_xeno_transforms(
     if not phys_names or not path_names:
         raise ValueError(
             f"recipe {recipe.name}: need {recipe.xeno_source} physiological and "
-            f"{recipe.xeno_state} images showing {recipe.xeno_labels} in {man.root}"
+            f"{recipe.xeno_state} images showing any of {', '.join(recipe.xeno_labels)} in "
+            f"{man.root} (species there: {_species_in(man)}); simulate them with `python -m "
+            f"datasets.simulate --species {recipe.xeno_source},human --states "
+            f"physiological,{recipe.xeno_state} ...`"
         )
     pairs_idx = [(i, j) for i in range(len(phys_names)) for j in range(len(path_names))]
     rng = np.random.default_rng(settings.seed)
@@ -217,7 +256,11 @@ def train_recipe(
     man = load_manifest(root)
     train = _select(man, settings, species=list(recipe.species), tissue_state="physiological")
     if len(train) == 0:
-        raise ValueError(f"recipe {name}: no {recipe.species} physiological images in {root}")
+        raise ValueError(
+            f"recipe {name}: no {'/'.join(recipe.species)} physiological images in {root} "
+            f"(species there: {_species_in(man)}); simulate some with `python -m "
+            f"datasets.simulate --species {','.join(recipe.species)} ...`"
+        )
     transforms, n_pairs = learn_xeno_transforms(man, recipe, settings, mapping)
     if transforms:
         say(f"learned {sum(len(v) for v in transforms.values())} transforms from {n_pairs} pairs")
@@ -256,10 +299,15 @@ def _code_digest() -> str:
 
 
 def cache_key(name: str, root: str | Path, settings: RecipeSettings) -> str:
-    """sha256 over the manifest's bytes, the recipe, the settings and the training code."""
+    """sha256 over the manifest's bytes, the simulator's fingerprint (simulated datasets),
+    the recipe, the settings and the training code."""
+    from datasets.simulate import PROVENANCE_NAME
+
     manifest = (Path(root) / "manifest.csv").read_bytes()
+    provenance = Path(root) / PROVENANCE_NAME
     payload = {
         "manifest": hashlib.sha256(manifest).hexdigest(),
+        "simulation": provenance.read_text(encoding="utf-8") if provenance.is_file() else None,
         "recipe": asdict(RECIPES[name]),
         "settings": settings.key_dict(),
         "code": _code_digest(),

@@ -128,10 +128,10 @@ def parse_header(raw: bytes) -> tuple[Any, int]:
     raise HtcBloscError("header has no STOP (truncated?)")
 
 
-def _key(key: Any) -> str:
-    if not isinstance(key, str | int):
+def _key(key: Any) -> str | int:
+    if isinstance(key, bool) or not isinstance(key, str | int):
         raise HtcBloscError("dict keys in the header must be strings")
-    return str(key)
+    return key
 
 
 def _finish(value: Any) -> Any:
@@ -167,17 +167,46 @@ def _decode(buf: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def read_htc_blosc(path: str | Path) -> np.ndarray | dict[str, np.ndarray]:
-    """One array (htc single-array files) or a dict of arrays (htc multi-array files)."""
+    """One array (htc single-array files) or a dict of arrays (htc multi-array files).
+
+    Integer dict keys are returned as strings; :func:`read_htc_blosc_dict` is the strict
+    reader for files that must hold a dict with string keys.
+    """
+    return _read(Path(path), strict_dict=False)
+
+
+def read_htc_blosc_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """A plain ``{str: ndarray}`` from an htc multi-array ``.blosc`` file, nothing else.
+
+    This is the reader for htc's segmentation files (annotation name -> uint8 mask), parameter
+    images (name -> float image) and projection matrices (label -> [n, 100, 101]). The header
+    is parsed as data (never unpickled); a single-array file, non-string keys or any entry that
+    is not ``(shape, plain numeric dtype, size)`` raise :class:`HtcBloscError` naming the file.
+    """
     p = Path(path)
+    try:
+        out = _read(p, strict_dict=True)
+    except HtcBloscError as e:
+        raise HtcBloscError(f"{p}: {e}") from e
+    assert isinstance(out, dict)
+    return out
+
+
+def _read(p: Path, *, strict_dict: bool) -> np.ndarray | dict[str, np.ndarray]:
     with p.open("rb") as f:
         head = f.read(MAX_HEADER_BYTES)
         meta, end = parse_header(head)
         f.seek(end)
         if isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[1], np.dtype):
+            if strict_dict:
+                raise HtcBloscError("holds a single array, expected a dict of named arrays")
             return _decode(f.read(), _shape(meta[0]), meta[1])
         if isinstance(meta, dict):
+            if strict_dict and not all(isinstance(k, str) for k in meta):
+                raise HtcBloscError("dict keys in the header must be strings")
             out: dict[str, np.ndarray] = {}
-            for key, entry in meta.items():
+            for key_, entry in meta.items():
+                key = str(key_)
                 if not (isinstance(entry, tuple) and len(entry) == 3):
                     raise HtcBloscError(f"bad header entry for {key!r}")
                 shape, dtype, size = entry
@@ -187,5 +216,7 @@ def read_htc_blosc(path: str | Path) -> np.ndarray | dict[str, np.ndarray]:
                 if len(buf) != size:
                     raise HtcBloscError(f"truncated data for {key!r}")
                 out[key] = _decode(buf, _shape(shape), dtype)
+            if strict_dict and f.read(1):
+                raise HtcBloscError("trailing bytes after the arrays the header lists")
             return out
     raise HtcBloscError("header is neither (shape, dtype) nor {key: (shape, dtype, size)}")

@@ -1,7 +1,10 @@
 """Label mappings: class names <-> indices, the ignore index and raw source labels.
 
-Source masks (htc, Tivita annotations) use values >= 100 for "unlabelled"; the study maps the
-annotated structures to 12 classes and ignores everything else. A mapping is stored with
+Source masks (htc, Tivita annotations) use values >= 100 for "unlabelled". The study maps the
+annotated structures by *name* to 12 classes exactly as htc's study mapping does
+(``htc_projects/species/settings_species.py``, ``label_mapping``): the background materials
+(drapes, instruments, foil, gloves, ...) are ``background``, ``meso`` is ``small_bowel``, and
+only names the mapping leaves out are invalid (the ignore index). A mapping is stored with
 challenges in the database, hence the JSON round trip.
 """
 
@@ -170,7 +173,38 @@ class LabelMapping:
         return cls(class_names=tuple(names), **kwargs)
 
 
+#: Annotated materials that htc's study mapping counts as ``background`` (same order as htc).
+BACKGROUND_MATERIALS: tuple[str, ...] = (
+    "metal",
+    "abdominal_linen",
+    "blue_cloth",
+    "blanket",
+    "white_compress",
+    "white_compress_dry",
+    "anorganic_artifact",
+    "silicone_gloves_light_blue",
+    "silicone_gloves_blue",
+    "silicone_gloves_white",
+    "glove",
+    "foil",
+    "syringe",
+    "stapler",
+    "magnets",
+    "sutures",
+)
+
+#: Raw annotation names that htc's study mapping sends to another class than their own name.
+STUDY_NAME_ALIASES: Mapping[str, str] = MappingProxyType(
+    {**dict.fromkeys(BACKGROUND_MATERIALS, "background"), "meso": "small_bowel"}
+)
+
 DEFAULT_LABEL_MAPPING = LabelMapping(
     class_names=STUDY_CLASSES,
-    aliases={"small bowel": "small_bowel", "small_intestine": "small_bowel"},
+    aliases={
+        **STUDY_NAME_ALIASES,
+        "small bowel": "small_bowel",
+        "small_intestine": "small_bowel",
+    },
 )
+"""The study's 12 classes with htc's name mapping: background materials -> background, meso ->
+small_bowel; every other name (e.g. heart, gallbladder, fat_visceral, unlabeled) -> ignore."""

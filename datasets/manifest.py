@@ -348,7 +348,7 @@ def _check_cube_data(
         problems.append(
             Problem(
                 "wrong_channels",
-                f"cube has {c} channels, expected {expected_channels} (500-995 nm, 5 nm steps)",
+                f"cube has {c} channels, expected {expected_channels} (500-1000 nm, np.linspace(500, 1000, 100))",
                 name,
             )
         )

@@ -1,12 +1,13 @@
 """Tissue optics for the simulator: absorbers, reduced scattering and diffuse reflectance.
 
 Absorption: oxy-/deoxy-haemoglobin (molar extinction from S. Prahl's compilation, 10 nm
-samples, whole blood at 150 g/L), water, lipid, melanin (Jacques' power law) and ICG (two
-Gaussian bands approximating its absorption in plasma, peak near 800 nm). Reduced scattering
+samples; whole blood at the tissue's haemoglobin concentration, 150 g/L by default), water,
+lipid, ICG in plasma (tabulated shape, peak near 800 nm) and melanin (Jacques' power law) in an
+epidermis of given thickness above the tissue. Reduced scattering
 ``mu_s' = a * (lambda / 500 nm) ** -b``. Diffuse reflectance of a semi-infinite homogeneous
 medium from the diffusion approximation (Farrell et al. 1992, total reflectance form used by
-Jacques). The tables are rounded literature values: good for plausible shapes, not for
-quantitative spectroscopy.
+Jacques), seen through the epidermis twice (Beer-Lambert). The tables are rounded literature
+values: good for plausible shapes, not for quantitative spectroscopy.
 """
 
 from __future__ import annotations
@@ -49,6 +50,17 @@ _FAT = np.array(
      1.10, 0.80, 0.45, 0.30, 0.25, 0.21, 0.18, 0.15]
 )  # fmt: skip
 
+# ICG in plasma, relative absorbance (1 at the 800 nm peak, shoulder near 720-740 nm from the
+# aggregate/vibronic band, little absorption below 650 nm and past 870 nm): rounded from the
+# plasma spectra of Landsman et al., J Appl Physiol 40:575 (1976), as compiled by S. Prahl
+# (omlc.org/spectra/icg). Protein binding in blood shifts the water peak (780 nm) to ~800 nm.
+_ICG = np.array(
+    [0.02, 0.02, 0.02, 0.02, 0.02, 0.03, 0.03, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.10,
+     0.12, 0.14, 0.17, 0.20, 0.24, 0.28, 0.33, 0.38, 0.42, 0.44, 0.45, 0.48, 0.55, 0.66, 0.80,
+     0.93, 1.00, 0.97, 0.80, 0.52, 0.28, 0.14, 0.07, 0.04, 0.02, 0.01, 0.01, 0.005, 0.005,
+     0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.005]
+)  # fmt: skip
+
 _HB_G_PER_L = 150.0
 _HB_G_PER_MOL = 64500.0
 _BLOOD_FACTOR = np.log(10.0) * _HB_G_PER_L / _HB_G_PER_MOL  # eps [cm^-1/M] -> mu_a [cm^-1]
@@ -63,11 +75,8 @@ MU_A_HB = _resample(_EPS_HB) * _BLOOD_FACTOR  # whole blood, fully deoxygenated
 MU_A_WATER = _resample(_WATER)
 MU_A_FAT = _resample(_FAT)
 MU_A_MELANIN = 519.0 * (WAVELENGTHS_NM / 500.0) ** -3.5  # per unit volume fraction
-# ICG in blood, normalised to 1 cm^-1 at the peak (805 nm); shoulder near 730 nm.
-ICG_SHAPE = np.exp(-0.5 * ((WAVELENGTHS_NM - 805.0) / 28.0) ** 2) + 0.35 * np.exp(
-    -0.5 * ((WAVELENGTHS_NM - 730.0) / 30.0) ** 2
-)
-ICG_SHAPE = ICG_SHAPE / ICG_SHAPE.max()
+# ICG in blood per cm^-1 at its peak (the tabulated shape, resampled to the camera channels).
+ICG_SHAPE = _resample(_ICG) / _ICG.max()
 # Small wavelength-independent-ish background absorption of tissue (cm^-1).
 MU_A_BASE = 0.15 * (WAVELENGTHS_NM / 500.0) ** -1.0
 for _arr in (MU_A_HBO2, MU_A_HB, MU_A_WATER, MU_A_FAT, MU_A_MELANIN, ICG_SHAPE, MU_A_BASE):
@@ -88,8 +97,10 @@ class TissueParams:
     fat: float
     scat_a: float  # reduced scattering at 500 nm, cm^-1
     scat_b: float  # scattering power
-    melanin: float = 0.0
+    melanin: float = 0.0  # melanosome volume fraction of the epidermis
     icg: float = 0.0  # ICG absorption in blood at the peak, cm^-1
+    epidermis_mm: float = 0.0  # epidermis thickness (skin only): melanin lives there
+    hb: float = _HB_G_PER_L  # haemoglobin concentration of the blood, g/L
 
     def with_(self, **changes: float) -> TissueParams:
         return replace(self, **changes)
@@ -103,8 +114,10 @@ class TissueParams:
             fat=_clip(self.fat, 0.0, 0.95),
             scat_a=_clip(self.scat_a, 2.0, 200.0),
             scat_b=_clip(self.scat_b, 0.1, 4.0),
-            melanin=_clip(self.melanin, 0.0, 0.3),
+            melanin=_clip(self.melanin, 0.0, 0.5),
             icg=max(float(self.icg), 0.0),
+            epidermis_mm=_clip(self.epidermis_mm, 0.0, 0.5),
+            hb=_clip(self.hb, 50.0, 250.0),
         )
 
     def as_array(self) -> np.ndarray:
@@ -114,16 +127,34 @@ class TissueParams:
 PARAM_NAMES = tuple(f.name for f in fields(TissueParams))
 
 
+def _col(p: np.ndarray, name: str) -> np.ndarray:
+    return p[:, PARAM_NAMES.index(name)][:, None]
+
+
 def absorption(p: np.ndarray) -> np.ndarray:
-    """mu_a (N, C) in cm^-1 for parameter rows ``p`` (N, 8) in :data:`PARAM_NAMES` order."""
-    blood, sto2, water, fat, _, _, melanin, icg = (p[:, i : i + 1] for i in range(8))
-    hb = sto2 * MU_A_HBO2 + (1.0 - sto2) * MU_A_HB + icg * ICG_SHAPE
-    return blood * hb + water * MU_A_WATER + fat * MU_A_FAT + melanin * MU_A_MELANIN + MU_A_BASE
+    """mu_a (N, C) in cm^-1 of the tissue below the epidermis, for parameter rows ``p``
+    (N, len(PARAM_NAMES)) in :data:`PARAM_NAMES` order."""
+    sto2 = _col(p, "sto2")
+    blood = _col(p, "blood") * _col(p, "hb") / _HB_G_PER_L
+    hb = sto2 * MU_A_HBO2 + (1.0 - sto2) * MU_A_HB
+    return (
+        blood * hb
+        + _col(p, "blood") * _col(p, "icg") * ICG_SHAPE
+        + _col(p, "water") * MU_A_WATER
+        + _col(p, "fat") * MU_A_FAT
+        + MU_A_BASE
+    )
+
+
+def epidermis_transmission(p: np.ndarray) -> np.ndarray:
+    """Double-pass Beer-Lambert transmission (N, C) of the melanin-bearing epidermis."""
+    depth_cm = _col(p, "epidermis_mm") * 0.1
+    return np.exp(-2.0 * _col(p, "melanin") * MU_A_MELANIN * depth_cm)
 
 
 def reduced_scattering(p: np.ndarray) -> np.ndarray:
     """mu_s' (N, C) in cm^-1."""
-    return p[:, 4:5] * (WAVELENGTHS_NM / 500.0) ** -p[:, 5:6]
+    return _col(p, "scat_a") * (WAVELENGTHS_NM / 500.0) ** -_col(p, "scat_b")
 
 
 def diffuse_reflectance(mu_a: np.ndarray, mu_s: np.ndarray, n_tissue: float = 1.4) -> np.ndarray:
@@ -136,8 +167,10 @@ def diffuse_reflectance(mu_a: np.ndarray, mu_s: np.ndarray, n_tissue: float = 1.
 
 
 def reflectance(params: TissueParams | np.ndarray) -> np.ndarray:
-    """Reflectance spectra: (C,) for one TissueParams, (N, C) for an (N, 8) parameter array."""
+    """Reflectance spectra: (C,) for one TissueParams, (N, C) for an (N, len(PARAM_NAMES))
+    parameter array."""
     if isinstance(params, TissueParams):
         return reflectance(params.as_array()[None])[0]
     p = np.atleast_2d(np.asarray(params, dtype=np.float64))
-    return diffuse_reflectance(absorption(p), reduced_scattering(p))
+    r = diffuse_reflectance(absorption(p), reduced_scattering(p))
+    return r * epidermis_transmission(p)

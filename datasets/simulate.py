@@ -2,10 +2,11 @@
 
 Model (details and limits in docs/datasets.md):
 
-1. Per organ a tissue composition (:class:`~datasets.optics.TissueParams`: blood volume,
-   StO2, water, fat, scattering a and b, melanin for skin). Species apply systematic and
-   organ-specific offsets (fixed constants, so "pig" means the same in every dataset);
-   subjects and images add smaller random offsets.
+1. Per species and organ a tissue composition (:data:`ORGAN_PARAMS`,
+   :class:`~datasets.optics.TissueParams`: blood volume, haemoglobin concentration, StO2,
+   water, fat, scattering a and b, epidermal melanin and thickness for skin) from literature
+   physiology: species differ where their physiology differs, never by random offsets.
+   Subjects and images add smaller random (biological) variation.
 2. Tissue states change the composition: malperfusion (kidney clamping) lowers StO2 and
    changes blood volume, ICG adds an absorption band near 800 nm, "unclear" is a mild change.
 3. Organ reflectance spectra (and their derivatives with respect to blood volume, StO2 and
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,44 +50,110 @@ from datasets.spectral import WAVELENGTHS_NM
 from datasets.splits import make_nested_folds, write_data_spec
 
 ORGANS = DEFAULT_LABEL_MAPPING.class_names[1:]  # the 11 tissue classes
+PROVENANCE_NAME = "simulation.json"  # written into every simulated dataset
 
-# Human reference composition per organ (rounded, plausible literature ranges). Kidney has a
-# high scattering power so that clamped kidney (low StO2) moves away from physiological kidney
-# without landing on liver or spleen: the change is learnable, as in the study.
-BASE_ORGAN_PARAMS: dict[str, TissueParams] = {
-    "stomach": TissueParams(0.040, 0.74, 0.74, 0.06, 26.0, 1.25),
-    "small_bowel": TissueParams(0.055, 0.72, 0.80, 0.03, 21.0, 1.10),
-    "colon": TissueParams(0.035, 0.68, 0.74, 0.09, 24.0, 1.35),
-    "liver": TissueParams(0.120, 0.55, 0.72, 0.04, 14.0, 0.85),
-    "pancreas": TissueParams(0.030, 0.70, 0.68, 0.16, 29.0, 1.30),
-    "kidney": TissueParams(0.060, 0.80, 0.82, 0.01, 20.0, 1.90),
-    "spleen": TissueParams(0.150, 0.60, 0.78, 0.01, 15.0, 0.75),
-    "omentum": TissueParams(0.015, 0.76, 0.25, 0.65, 32.0, 1.55),
-    "lung": TissueParams(0.060, 0.90, 0.55, 0.02, 36.0, 1.65),
-    "skin": TissueParams(0.020, 0.65, 0.62, 0.20, 42.0, 1.45, melanin=0.02),
-    "peritoneum": TissueParams(0.022, 0.72, 0.68, 0.24, 33.0, 1.20),
+
+def _simulator_digest() -> str:
+    """Fingerprint of everything that shapes a simulated cube: this module's and the optics'
+    source, the camera wavelengths and the class names. Stored in each simulated dataset, so
+    caches keyed on a dataset (e.g. trained baselines) notice a changed simulator."""
+    h = hashlib.sha256()
+    for path in (Path(__file__), Path(__file__).with_name("optics.py")):
+        h.update(path.read_bytes())
+    h.update(np.asarray(WAVELENGTHS_NM, dtype=np.float64).tobytes())
+    h.update(repr(tuple(DEFAULT_LABEL_MAPPING.class_names)).encode())
+    return h.hexdigest()[:16]
+
+
+SIMULATOR_VERSION = _simulator_digest()
+
+T = TissueParams
+# Composition per species and organ. Differences between species come from physiology only
+# (no random offsets): each row states what drives it. Values are rounded, indicative
+# literature figures for the tissue that diffuse reflectance at 500-1000 nm samples (the top
+# few millimetres), not measurements of this simulator:
+#   blood     blood volume fraction. Organ blood contents after Brown et al., Toxicol Ind
+#             Health 13:407 (1997), Table 30 (rat residual blood: liver 21 %, kidney 16 %,
+#             spleen 22 %, lung 36 % of tissue volume) and ICRP Publication 89 (2002) for the
+#             human distribution (liver ~10 %, kidney and spleen lower than in rodents); pig
+#             organ blood contents taken as human (similar body size and organ perfusion).
+#   hb        haemoglobin of the blood, g/L: human 140 (adult reference), anaesthetised
+#             domestic pig 90 (Hannon et al., Lab Anim Sci 40:293 (1990): conscious pigs
+#             11-12 g/dL, lower under anaesthesia and fluid loading), rat 150
+#             (Sprague-Dawley reference ranges 14-16 g/dL).
+#   sto2      tissue oxygen saturation; rats extract more oxygen (metabolic rate per kg ~5x
+#             human, Kleiber scaling), so their tissue StO2 is lower at similar arterial SaO2;
+#             young healthy ventilated pigs run higher than older surgical patients.
+#   water/fat Jacques, Phys Med Biol 58:R37 (2013) tissue tables; surgical (adult) human
+#             omentum, pancreas, liver and peritoneum carry more fat than young lean pigs
+#             (30-60 kg) and laboratory rats.
+#   scat_a/b  reduced scattering at 500 nm and its power (Jacques 2013: soft tissue a 10-45
+#             cm^-1, b 0.7-2); connective-tissue-rich porcine liver (interlobular septa) and
+#             the muscular, trabecular storage spleen of pigs scatter more, thin-walled rat bowel less (the wall is < 1 mm thick, so part of
+#             the light reaches the less scattering lumen).
+#   skin      epidermal melanosome fraction and thickness (Jacques 2013: light human skin
+#             1-6 %, ~80 um; white domestic pigs < 1 %, 50-100 um; albino rats none, ~20 um)
+#             above a dermis with 2-4 % blood, so human skin shows haemoglobin bands.
+ORGAN_PARAMS: dict[str, dict[str, TissueParams]] = {
+    "human": {
+        "stomach": T(0.050, 0.76, 0.74, 0.06, 24.0, 1.15, hb=140.0),  # perfused mucosa
+        "small_bowel": T(0.070, 0.70, 0.82, 0.03, 18.0, 0.95, hb=140.0),
+        "colon": T(0.028, 0.60, 0.80, 0.04, 30.0, 1.70, hb=140.0),  # less flow than ileum
+        # liver: ~75 % of its inflow is portal venous blood, so StO2 is low; steatosis common
+        "liver": T(0.100, 0.48, 0.70, 0.07, 18.0, 1.00, hb=140.0),
+        "pancreas": T(0.035, 0.64, 0.64, 0.22, 26.0, 1.60, hb=140.0),  # fatty infiltration
+        "kidney": T(0.060, 0.80, 0.82, 0.01, 20.0, 1.90, hb=140.0),
+        "spleen": T(0.170, 0.66, 0.78, 0.01, 12.0, 0.70, hb=140.0),  # arterial red pulp
+        "omentum": T(0.015, 0.76, 0.22, 0.70, 32.0, 1.55, hb=140.0),  # adult: mostly fat
+        "lung": T(0.060, 0.90, 0.55, 0.02, 36.0, 1.65, hb=140.0),
+        "skin": T(0.030, 0.65, 0.62, 0.15, 42.0, 1.45, 0.03, epidermis_mm=0.08, hb=140.0),
+        "peritoneum": T(0.025, 0.80, 0.66, 0.25, 40.0, 0.90, hb=140.0),  # preperitoneal fat
+    },
+    "pig": {  # young, lean, healthy animals ventilated at FiO2 0.3-0.5: higher StO2
+        "stomach": T(0.050, 0.82, 0.76, 0.03, 22.0, 1.10, hb=90.0),
+        "small_bowel": T(0.070, 0.78, 0.82, 0.02, 17.0, 0.90, hb=90.0),
+        "colon": T(0.030, 0.72, 0.78, 0.04, 24.0, 1.30, hb=90.0),  # spiral colon, lean
+        "liver": T(0.100, 0.56, 0.74, 0.02, 28.0, 1.40, hb=90.0),  # thick septa: scattering
+        "pancreas": T(0.045, 0.72, 0.76, 0.04, 22.0, 1.45, hb=90.0),  # lean, little fat
+        "kidney": T(0.060, 0.86, 0.80, 0.01, 18.0, 1.70, hb=90.0),
+        "spleen": T(0.170, 0.74, 0.78, 0.01, 18.0, 1.00, hb=90.0),  # muscular trabeculae
+        "omentum": T(0.040, 0.80, 0.62, 0.18, 26.0, 1.30, hb=90.0),  # thin, membranous
+        "lung": T(0.060, 0.95, 0.60, 0.02, 34.0, 1.55, hb=90.0),
+        "skin": T(0.025, 0.72, 0.60, 0.25, 48.0, 1.40, 0.004, epidermis_mm=0.07, hb=90.0),
+        "peritoneum": T(0.030, 0.86, 0.74, 0.08, 36.0, 0.85, hb=90.0),  # thin, little fat
+    },
+    "rat": {
+        "stomach": T(0.065, 0.70, 0.78, 0.03, 18.0, 1.00, hb=150.0),  # thin wall
+        "small_bowel": T(0.090, 0.66, 0.82, 0.02, 13.0, 0.85, hb=150.0),
+        "colon": T(0.055, 0.66, 0.80, 0.03, 17.0, 1.05, hb=150.0),
+        "liver": T(0.190, 0.45, 0.72, 0.03, 17.0, 0.95, hb=150.0),  # 21 % residual blood
+        "pancreas": T(0.060, 0.60, 0.66, 0.22, 20.0, 1.40, hb=150.0),  # diffuse in fat
+        "kidney": T(0.110, 0.74, 0.80, 0.01, 17.0, 1.55, hb=150.0),  # 16 % residual blood
+        "spleen": T(0.220, 0.62, 0.78, 0.01, 12.0, 0.75, hb=150.0),  # 22 %
+        "omentum": T(0.035, 0.72, 0.45, 0.40, 24.0, 1.30, hb=150.0),
+        "lung": T(0.110, 0.88, 0.60, 0.02, 30.0, 1.45, hb=150.0),  # 36 % (sampled depth less)
+        "skin": T(0.020, 0.66, 0.64, 0.10, 38.0, 1.35, 0.0, epidermis_mm=0.02, hb=150.0),
+        "peritoneum": T(0.040, 0.76, 0.76, 0.06, 32.0, 0.80, hb=150.0),
+    },
 }
+BASE_ORGAN_PARAMS: dict[str, TissueParams] = ORGAN_PARAMS["human"]
 
-# Offsets act on transformed parameters: log blood, logit StO2, water (additive), log fat,
-# log scat_a, scat_b (additive), log melanin, icg (unused).
-SPECIES_ORGAN_SIGMA = np.array([0.65, 0.8, 0.07, 0.8, 0.4, 0.45, 0.5, 0.0])
-SUBJECT_SIGMA = np.array([0.12, 0.15, 0.015, 0.15, 0.08, 0.06, 0.3, 0.0])
-IMAGE_SIGMA = np.array([0.06, 0.08, 0.01, 0.08, 0.04, 0.03, 0.1, 0.0])
+# Biological variation between subjects and images of one species (not between species):
+# offsets on log blood, logit StO2, water (additive), log fat, log scat_a, scat_b (additive),
+# log melanin, icg (unused), log epidermis thickness, log haemoglobin.
+SUBJECT_SIGMA = np.array([0.12, 0.15, 0.015, 0.15, 0.08, 0.06, 0.3, 0.0, 0.1, 0.05])
+IMAGE_SIGMA = np.array([0.06, 0.08, 0.01, 0.08, 0.04, 0.03, 0.1, 0.0, 0.03, 0.0])
+N_OFFSETS = len(PARAM_NAMES)
+# Pixel-level texture within an organ (log blood, logit StO2, log scat_a; x N(0, ~1) fields).
+TEXTURE_SIGMA = np.array([0.15, 0.2, 0.1], dtype=np.float32)
 
 
 @dataclass(frozen=True)
 class SpeciesModel:
-    """Systematic differences of a species relative to the human reference."""
+    """Naming of a species' subjects; its physiology is in :data:`ORGAN_PARAMS`."""
 
     name: str
     subject_format: str
-    blood_scale: float = 1.0
-    sto2_shift: float = 0.0  # on the logit scale
-    scat_a_scale: float = 1.0
-    scat_b_shift: float = 0.0
-    fat_scale: float = 1.0
-    melanin_scale: float = 1.0
-    organ_seed: int | None = None  # fixed seed of organ-specific offsets (None: none)
 
     def subject_name(self, index: int) -> str:
         return self.subject_format.format(index + 1)
@@ -93,28 +161,8 @@ class SpeciesModel:
 
 SPECIES_MODELS: dict[str, SpeciesModel] = {
     "human": SpeciesModel("human", "SPACE_{:06d}"),
-    "pig": SpeciesModel(
-        "pig",
-        "P{:03d}",
-        blood_scale=1.35,
-        sto2_shift=0.15,
-        scat_a_scale=0.85,
-        scat_b_shift=-0.2,
-        fat_scale=0.6,
-        melanin_scale=0.1,
-        organ_seed=1201,
-    ),
-    "rat": SpeciesModel(
-        "rat",
-        "R{:03d}",
-        blood_scale=1.8,
-        sto2_shift=0.3,
-        scat_a_scale=0.65,
-        scat_b_shift=-0.35,
-        fat_scale=0.4,
-        melanin_scale=0.0,
-        organ_seed=2303,
-    ),
+    "pig": SpeciesModel("pig", "P{:03d}"),
+    "rat": SpeciesModel("rat", "R{:03d}"),
 }
 
 
@@ -128,7 +176,9 @@ def _sigmoid(x: float) -> float:
 
 
 def perturb(p: TissueParams, d: np.ndarray) -> TissueParams:
-    """Apply offsets ``d`` (8 values, transformed scale as in SPECIES_ORGAN_SIGMA)."""
+    """Apply offsets ``d`` (:data:`N_OFFSETS` values, transformed scale as in SUBJECT_SIGMA;
+    shorter arrays leave the remaining parameters unchanged)."""
+    d = np.concatenate([np.asarray(d, dtype=np.float64), np.zeros(N_OFFSETS)])[:N_OFFSETS]
     return TissueParams(
         blood=p.blood * float(np.exp(d[0])),
         sto2=_sigmoid(_logit(p.sto2) + d[1]),
@@ -138,33 +188,16 @@ def perturb(p: TissueParams, d: np.ndarray) -> TissueParams:
         scat_b=p.scat_b + d[5],
         melanin=p.melanin * float(np.exp(d[6])),
         icg=p.icg,
+        epidermis_mm=p.epidermis_mm * float(np.exp(d[8])),
+        hb=p.hb * float(np.exp(d[9])),
     ).clipped()
 
 
 def species_organ_params(species: str) -> dict[str, TissueParams]:
     """Mean composition of every organ of a species (before subject/image variation)."""
-    model = SPECIES_MODELS[species]
-    rng = np.random.default_rng(model.organ_seed) if model.organ_seed is not None else None
-    out: dict[str, TissueParams] = {}
-    for organ in ORGANS:
-        base = BASE_ORGAN_PARAMS[organ]
-        systematic = np.array(
-            [
-                np.log(model.blood_scale),
-                model.sto2_shift,
-                0.0,
-                np.log(model.fat_scale),
-                np.log(model.scat_a_scale),
-                model.scat_b_shift,
-                np.log(max(model.melanin_scale, 1e-6)),
-                0.0,
-            ]
-        )
-        organ_offset = (
-            rng.standard_normal(8) * SPECIES_ORGAN_SIGMA if rng is not None else np.zeros(8)
-        )
-        out[organ] = perturb(base, systematic + organ_offset)
-    return out
+    if species not in ORGAN_PARAMS:
+        raise ValueError(f"unknown species {species!r}; use one of {tuple(ORGAN_PARAMS)}")
+    return {organ: ORGAN_PARAMS[species][organ].clipped() for organ in ORGANS}
 
 
 _SPECIES_PARAMS = {s: species_organ_params(s) for s in SPECIES_MODELS}
@@ -275,6 +308,17 @@ def _choose_organs(rng: np.random.Generator, required: Sequence[str]) -> list[st
     return list(required) + [pool[i] for i in sorted(extra)]
 
 
+def _dealt_organs(rng: np.random.Generator, index: int, state: str) -> list[str]:
+    """Organs of a subject's image ``index``: four consecutive cards of a per-subject shuffled
+    deck of all organs, so a subject's images show every organ about equally often (random
+    draws per image leave organs out of small training sets). Kidney joins malperfusion."""
+    deck = list(rng.permutation(len(ORGANS)))
+    picked = [ORGANS[deck[(4 * index + j) % len(ORGANS)]] for j in range(4)]
+    if state == "malperfused" and "kidney" not in picked:
+        picked[-1] = "kidney"
+    return [o for o in ORGANS if o in picked]
+
+
 @dataclass
 class SimulatedImage:
     cube: np.ndarray  # (H, W, C) float32 reflectance
@@ -287,7 +331,7 @@ def _derivative_spectra(p: TissueParams, step: float = 0.05) -> np.ndarray:
     rows = []
     for d_index in (0, 1, 4):
         for sign in (1.0, -1.0):
-            d = np.zeros(8)
+            d = np.zeros(N_OFFSETS)
             d[d_index] = sign * step
             rows.append(perturb(p, d).as_array())
     spectra = reflectance(np.vstack([p.clipped().as_array()] + rows))
@@ -328,7 +372,7 @@ def simulate_image(
 ) -> SimulatedImage:
     """Simulate one image: cube (H, W, 100) float32 reflectance, label mask and metadata.
 
-    ``subject_offsets`` (organ -> 8 offsets, from :func:`draw_subject`) makes images of one
+    ``subject_offsets`` (organ -> N_OFFSETS offsets, from :func:`draw_subject`) makes images of one
     subject share their composition; ``organs`` fixes the organs in the scene (default:
     3-5 random organs, kidney always included for malperfusion).
     """
@@ -351,14 +395,18 @@ def simulate_image(
     blocks = []
     for organ in organs:
         p = _SPECIES_PARAMS[species][organ]
-        d = np.asarray(offsets.get(organ, np.zeros(8))) + rng.standard_normal(8) * IMAGE_SIGMA
+        d = (
+            np.asarray(offsets.get(organ, np.zeros(N_OFFSETS)))
+            + rng.standard_normal(N_OFFSETS) * IMAGE_SIGMA
+        )
         p = state.apply(organ, perturb(p, d)).clipped()
         params[organ] = p
         blocks.append(_derivative_spectra(p))
     unknown = rng.random() < 0.3
     if unknown:  # tissue outside the label mapping (e.g. fat, vessels): labelled ignore
         p = perturb(
-            BASE_ORGAN_PARAMS[ORGANS[int(rng.integers(len(ORGANS)))]], rng.normal(0, 0.4, 8)
+            ORGAN_PARAMS[species][ORGANS[int(rng.integers(len(ORGANS)))]],
+            rng.normal(0, 0.4, N_OFFSETS),
         )
         blocks.append(_derivative_spectra(p))
     names = list(BACKGROUND_MATERIALS)
@@ -402,7 +450,7 @@ def simulate_image(
     tex += smooth_fields(rng, 3, h, w, (max(2, h // 4), max(2, w // 4))) * 0.5
     tex += rng.standard_normal((3, h, w), dtype=np.float32) * 0.3
     np.clip(tex, -3.0, 3.0, out=tex)
-    tex *= np.array([0.15, 0.2, 0.1], dtype=np.float32)[:, None, None]
+    tex *= TEXTURE_SIGMA[:, None, None]
 
     # Illumination: exposure, vignetting, smooth shading; specular highlights on tissue.
     illum = float(rng.uniform(0.85, 1.1)) * (1 - float(rng.uniform(0.2, 0.45)) * radius2 * 2)
@@ -456,7 +504,7 @@ def simulate_image(
 
 def draw_subject(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Per-subject composition offsets for every organ."""
-    return {organ: rng.standard_normal(8) * SUBJECT_SIGMA for organ in ORGANS}
+    return {organ: rng.standard_normal(N_OFFSETS) * SUBJECT_SIGMA for organ in ORGANS}
 
 
 # --- datasets ------------------------------------------------------------------------------------
@@ -544,7 +592,10 @@ def simulate_dataset(
         subject = model.subject_name(subj)
         stamp = _timestamp(_sub_seed(seed, s, subj, "date"), i)
         name = f"{subject}#{stamp}"
-        img = simulate_image(s, state, height, width, rng, subjects[(s, subj)], mapping=mapping)
+        organs = _dealt_organs(_sub_seed(seed, s, subj, "organs"), i, state)
+        img = simulate_image(
+            s, state, height, width, rng, subjects[(s, subj)], organs=organs, mapping=mapping
+        )
         cube_rel = f"{CUBES_DIR}/{name}{suffix}"
         label_rel = f"{LABELS_DIR}/{name}.npy"
         dtype = "float32" if cube_format == "tivita" else cube_dtype
@@ -563,6 +614,8 @@ def simulate_dataset(
             }
         )
     write_manifest(root, rows)
+    provenance = {"simulator": SIMULATOR_VERSION, "seed": seed}
+    (root / PROVENANCE_NAME).write_text(json.dumps(provenance, sort_keys=True), encoding="utf-8")
     names = [r["image_name"] for r in rows]
     folds = _auto_folds(names, [r["species"] for r in rows], seed)
     if folds:
@@ -640,6 +693,9 @@ if __name__ == "__main__":
 __all__ = [
     "BASE_ORGAN_PARAMS",
     "ORGANS",
+    "ORGAN_PARAMS",
+    "PROVENANCE_NAME",
+    "SIMULATOR_VERSION",
     "PARAM_NAMES",
     "SPECIES_MODELS",
     "SimulatedImage",

@@ -9,9 +9,10 @@ case "$role" in
   web)
     python manage.py collectstatic --noinput >/dev/null
     cd platform
-    exec gunicorn xenobench.wsgi -b 0.0.0.0:8000 \
-      --workers "${WEB_CONCURRENCY:-3}" --timeout "${WEB_TIMEOUT:-300}" \
-      --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200 --access-logfile - ;;
+    # gthread workers (slow clients hold a thread, not a worker), timeouts and request-line
+    # limits come from xenobench/gunicorn_conf.py (WEB_* variables, docs/security.md).
+    export WEB_CONCURRENCY="${WEB_CONCURRENCY:-3}"
+    exec gunicorn -c xenobench/gunicorn_conf.py xenobench.wsgi -b 0.0.0.0:8000 ;;
   worker)
     # The command line itself lives in platform/xenobench/worker.py (worker_argv), shared
     # with the demo and the test harnesses; this execs `celery -A xenobench worker ...`.

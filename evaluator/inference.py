@@ -26,8 +26,12 @@ from evaluator.harness.errors import (
     INVALID_OUTPUT,
     MEMORY,
     MODEL_ERROR,
+    OUTPUT_TOO_LARGE,
     SANDBOX_ERROR,
     TIMEOUT,
+    TOO_MANY_PROCESSES,
+    fixed_message,
+    inside_kind,
 )
 from evaluator.modelformats import ModelFormatError, ModelInfo, get_format, inspect_model
 from evaluator.sandbox import (
@@ -239,7 +243,7 @@ def run_inference(
             channels=channels,
             batch_size=batch_size,
             prefetch=prefetch,
-            on_event=_progress_adapter(progress),
+            on_event=_progress_adapter(progress, case_ids),
         )
         try:
             result = route.run(spec)
@@ -319,14 +323,25 @@ def _cube_hw(path: Path) -> tuple[int, int]:
     return int(cube.shape[0]), int(cube.shape[1])
 
 
-def _progress_adapter(progress: Progress | None) -> Callable[[dict], None] | None:
+def _progress_adapter(
+    progress: Progress | None, case_ids: Sequence[str]
+) -> Callable[[dict], None] | None:
+    """Progress from untrusted events, clamped: only the run's own cases count, each once, so
+    `done` stays within 0..len(case_ids) whatever the model writes."""
     if progress is None:
         return None
+    wanted = set(case_ids)
+    seen: set[str] = set()
+    total = len(case_ids)
 
     def on_event(event: dict) -> None:
-        if event.get("event") == "case":
-            index, total = int(event.get("index", 0)), int(event.get("total", 0))
-            progress(index, total, str(event.get("case_id", "")))
+        case_id = event.get("case_id")
+        if event.get("event") != "case" or not isinstance(case_id, str):
+            return
+        if case_id not in wanted or case_id in seen:
+            return
+        seen.add(case_id)
+        progress(len(seen), total, case_id)
 
     return on_event
 
@@ -338,6 +353,28 @@ def _model_mounts(info: ModelInfo) -> tuple[list[Mount], str]:
         rel = extra.relative_to(folder).as_posix()
         mounts.append(Mount(extra, f"/model/{rel}"))
     return mounts, mounts[0].dest
+
+
+def _input_mounts(spec: RunSpec, jobdir: Path) -> list[Mount]:
+    """/input holds this run's cubes only (never the whole test folder, other chunks' or
+    phases' cubes, or labels): a per-run folder of hard links, or where the cubes live on
+    another file system, one read-only bind per cube (symbolic links for the unconfined
+    development backend, which maps /input to a host folder)."""
+    assert spec.cubes_dir is not None
+    folder = jobdir / "input"
+    folder.mkdir()
+    sources = [((spec.cubes_dir / f"{c}.npy").resolve(), f"{c}.npy") for c in spec.case_ids]
+    try:
+        for src, name in sources:
+            os.link(src, folder / name)
+    except OSError:
+        if spec.backend != "none":
+            shutil.rmtree(folder)
+            return [Mount(src, f"/input/{name}") for src, name in sources]
+        for src, name in sources:
+            if not (folder / name).exists():
+                os.symlink(src, folder / name)
+    return [Mount(folder, "/input")]
 
 
 def _safe_leaf(name: str) -> str:
@@ -356,11 +393,14 @@ class _HarnessRoute:
     def run(self, spec: RunSpec) -> SandboxResult:
         sandbox = self._sandbox(spec.backend, spec.production)
         mounts, model_dest = _model_mounts(spec.model)
-        if spec.cubes_dir is not None:
-            mounts.append(Mount(spec.cubes_dir.resolve(), "/input"))
         with tempfile.TemporaryDirectory(prefix="xb-job-") as jobdir:
+            if spec.cubes_dir is not None:
+                mounts += _input_mounts(spec, Path(jobdir))
             job_file = Path(jobdir) / "job.json"
             job_file.write_text(json.dumps(spec.harness_job(model_dest)))
+            # Readable by an unprivileged sandbox uid (bwrap fallback): no secrets in here.
+            os.chmod(jobdir, 0o755)
+            job_file.chmod(0o644)
             mounts.append(Mount(job_file, "/job/job.json"))
             expected = {f"{c}.npy" for c in spec.case_ids}
             request = SandboxRequest(
@@ -492,15 +532,15 @@ def _collect(
         name = f"{case_id}.npy"
         event = reported.get(case_id)
         if event is not None and event.get("status") == "error":
-            kind = str(event.get("kind") or MODEL_ERROR)
-            if kind not in (TIMEOUT, MEMORY, INVALID_OUTPUT, MODEL_ERROR, SANDBOX_ERROR):
-                kind = MODEL_ERROR
+            kind = inside_kind(event.get("kind"))
             cases[case_id] = CaseResult(case_id, False, kind, str(event.get("message", ""))[:2000])
             continue
         src = staging / name
         if name in rejected:
             reason = f"output refused: {rejected[name]}"
-            cases[case_id] = CaseResult(case_id, False, INVALID_OUTPUT, reason)
+            too_big = "size" in rejected[name] or "larger" in rejected[name]
+            kind = OUTPUT_TOO_LARGE if too_big else INVALID_OUTPUT
+            cases[case_id] = CaseResult(case_id, False, kind, reason)
             continue
         if not os.path.lexists(src):
             kind, msg = (fallback_kind, fallback_msg)
@@ -524,17 +564,30 @@ def _collect(
 
 
 def _run_failure(result: SandboxResult, default=(None, "")) -> tuple[str | None, str]:
-    """The run-level failure (kind, participant message), from the strongest evidence."""
+    """The run-level failure (kind, participant message), from the strongest evidence: what
+    the host and the kernel observed first, reports from inside the sandbox last. Nothing
+    from inside can make a run a platform failure (sandbox_error): a forged "fatal" event or
+    a killed supervisor is charged like any other model failure."""
+    if result.stream_limit:
+        return OUTPUT_TOO_LARGE, "the model wrote too much to stdout/stderr and was stopped"
     if result.timed_out:
         return TIMEOUT, "the run exceeded its wall-clock time limit and was stopped"
+    if result.memory_exceeded:
+        return MEMORY, "the run's processes together exceeded the memory limit and were stopped"
+    if result.process_limit:
+        return (
+            TOO_MANY_PROCESSES,
+            "the model started more processes or threads than allowed and was stopped",
+        )
+    if result.supervisor_lost:
+        return MODEL_ERROR, "the sandbox's supervisor was stopped from inside the sandbox"
     fatal = [e for e in result.events if e.get("event") == "fatal"]
     if fatal:
-        kind = str(fatal[-1].get("kind") or MODEL_ERROR)
+        claimed = fatal[-1].get("kind")
+        kind = inside_kind(claimed)
+        if kind != claimed:  # a claim of a platform fault from inside: not shown
+            return kind, fixed_message(kind)
         return kind, str(fatal[-1].get("message", ""))[:4000]
-    if result.process_limit:
-        return MODEL_ERROR, "the model started more processes than allowed and was stopped"
-    if result.supervisor_lost:
-        return SANDBOX_ERROR, "the sandbox ended unexpectedly (no status was reported)"
     sig = result.signal
     if sig == signal.SIGXCPU:
         return TIMEOUT, "the run exceeded its CPU time limit and was stopped"

@@ -15,8 +15,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from datasets.manifest import SPECIES, TISSUE_STATES
-from datasets.spectral import N_CHANNELS, PREPROCESSINGS
-from evaluator.metrics import CASE_METRICS, DEFAULT_NSD_TOLERANCE, HIGHER_IS_BETTER
+from datasets.spectral import PREPROCESSINGS, preprocessed_channels
+from evaluator.metrics import (
+    CASE_METRICS,
+    DEFAULT_NSD_TOLERANCE,
+    DEFAULT_SCORED_CLASSES,
+    HIGHER_IS_BETTER,
+    SCORED_CLASSES,
+)
 from evaluator.ranking.settings import RankingSettings, RankingSettingsError
 
 #: Label maps cross the sandbox wall as uint8, so class indices and the ignore index fit there.
@@ -67,7 +73,9 @@ class TaskSpec:
     """Settings of one task; constructing one validates it (:class:`TaskSpecError`).
 
     ``nsd_tolerances`` given empty takes :data:`DEFAULT_NSD_TOLERANCE` for every class; an
-    empty ``scored_labels`` scores every class.
+    empty ``scored_labels`` scores every class. ``scored_classes`` says which classes an image
+    is scored on: ``reference`` (those in its reference, htc's and the study's convention) or
+    ``union`` (reference or prediction: a class only predicted counts with the worst values).
     """
 
     label_names: tuple[str, ...] = ()
@@ -76,14 +84,18 @@ class TaskSpec:
     nsd_tolerances: tuple[float, ...] = ()
     scored_labels: tuple[str, ...] = ()
     primary_metric: str = "dsc"
+    scored_classes: str = DEFAULT_SCORED_CLASSES
     ranking: RankingSettings = field(default_factory=RankingSettings)
     source_species: tuple[str, ...] = ()
     source_states: tuple[str, ...] = ()
     target_species: tuple[str, ...] = ()
     target_states: tuple[str, ...] = ()
-    n_channels: int = N_CHANNELS
+    #: Input channels the model receives; follows ``preprocessing`` (None: derived from it).
+    n_channels: int | None = None
 
     def __post_init__(self) -> None:
+        if self.n_channels is None and self.preprocessing in PREPROCESSINGS:
+            object.__setattr__(self, "n_channels", preprocessed_channels(self.preprocessing))
         errors = self.problems()
         if errors:
             raise TaskSpecError(errors)
@@ -180,6 +192,14 @@ class TaskSpec:
                     f"case; use one of {', '.join(CASE_METRICS)}"
                 ],
             )
+        if self.scored_classes not in SCORED_CLASSES:
+            add(
+                "scored_classes",
+                [
+                    f"scored_classes {self.scored_classes!r} is unknown; use one of "
+                    f"{', '.join(SCORED_CLASSES)}"
+                ],
+            )
         if not isinstance(self.ranking, RankingSettings):
             add("ranking", [f"ranking must be RankingSettings, got {type(self.ranking).__name__}"])
         add(
@@ -202,8 +222,20 @@ class TaskSpec:
                 self.target_states, TISSUE_STATES, "tissue state", "target_states"
             ),
         )
-        if not _is_int(self.n_channels) or self.n_channels < 1:
+        if self.n_channels is None:
+            pass  # no known preprocessing to derive it from: reported there
+        elif not _is_int(self.n_channels) or self.n_channels < 1:
             add("n_channels", [f"n_channels must be a positive integer, got {self.n_channels!r}"])
+        elif self.preprocessing in PREPROCESSINGS:
+            expected = preprocessed_channels(self.preprocessing)
+            if self.n_channels != expected:
+                add(
+                    "n_channels",
+                    [
+                        f"n_channels follows the preprocessing: {self.preprocessing!r} gives "
+                        f"{expected} input channels, got {self.n_channels}"
+                    ],
+                )
         return errors
 
     def _check_label_names(self, add) -> bool:

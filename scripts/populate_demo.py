@@ -45,9 +45,13 @@ def make_data(base: Path, quick: bool) -> tuple[Path, Path, Path]:
 
 # --- baselines ----------------------------------------------------------------------------------
 def train_baselines(train_root: Path, cache: Path, quick: bool) -> dict[str, Path]:
+    from baselines.demo_data import FULL, QUICK
     from baselines.recipes import RecipeSettings, train_recipe_cached
 
-    settings = RecipeSettings(epochs=40 if quick else 60, num_threads=1)
+    size = QUICK if quick else FULL
+    settings = RecipeSettings(
+        epochs=size.epochs, crop_size=size.crop_size, max_pairs=size.max_pairs, num_threads=1
+    )
     out = {}
     for name in TEAMS:
         t0 = time.perf_counter()
@@ -101,7 +105,7 @@ def build_challenge(train_root: Path, test_root: Path, quick: bool):
         title="XenoBench demo: pig to human",
         summary="Simulated hyperspectral cubes: does knowledge learned in pigs transfer to humans?",
         description=(
-            "A demo of the platform on simulated 100-channel cubes (500-995 nm). Absolute tissue spectra differ "
+            "A demo of the platform on simulated 100-channel cubes (500-1000 nm). Absolute tissue spectra differ "
             "between species, so a pig-trained network fails on humans; relative pathological changes (kidney "
             "malperfusion) transfer, which xeno-learning exploits.\n\nThe four baselines were trained by the "
             "starter kit and submitted through the API; Celery workers evaluated them in a bubblewrap sandbox."

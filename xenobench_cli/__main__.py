@@ -71,6 +71,14 @@ def cmd_submit(args) -> int:
     if not path.is_file():
         raise CliError(f"{path}: no such file")
     fields = {"method_name": args.method or path.stem, "description": args.description or ""}
+    # The server refuses a body above the phase's cap before reading it (HTTP 413), which a
+    # streaming client only sees as a closed connection: say it before sending.
+    limit_mb = api.get(f"/api/phases/{args.phase}/").get("max_upload_mb")
+    if limit_mb and path.stat().st_size > limit_mb * 2**20:
+        raise CliError(
+            f"{path.name} is {path.stat().st_size / 2**20:.1f} MB; "
+            f"this phase accepts at most {limit_mb} MB"
+        )
     sub = api.upload(
         f"/api/phases/{args.phase}/submit/",
         fields,

@@ -90,7 +90,17 @@ class Api:
                 ) from None
             raise CliError(_error_message(exc)) from None
         except urllib.error.URLError as exc:
+            if isinstance(exc.reason, (BrokenPipeError, ConnectionResetError)) and body:
+                raise CliError(
+                    f"{self.base} closed the connection while the request was sent; an upload "
+                    "larger than the site's limit is refused that way (HTTP 413)"
+                ) from None
             raise CliError(f"cannot reach {self.base}: {exc.reason}") from None
+        except (BrokenPipeError, ConnectionResetError):
+            raise CliError(
+                f"{self.base} closed the connection while the request was sent; an upload "
+                "larger than the site's limit is refused that way (HTTP 413)"
+            ) from None
         return json.loads(raw) if raw else None
 
     def get(self, path: str) -> Any:

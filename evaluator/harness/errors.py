@@ -8,6 +8,44 @@ INVALID_OUTPUT = "invalid_output"
 MODEL_ERROR = "model_error"
 SANDBOX_ERROR = "sandbox_error"
 FORMAT_ERROR = "format_error"
+TOO_MANY_PROCESSES = "too_many_processes"
+OUTPUT_TOO_LARGE = "output_too_large"
+# Kinds a report from inside the sandbox may claim; anything else (sandbox_error included)
+# is read as model_error: the sandbox's inside is the participant's, never proof of our fault.
+INSIDE_KINDS = frozenset(
+    {
+        TIMEOUT,
+        MEMORY,
+        INVALID_OUTPUT,
+        MODEL_ERROR,
+        FORMAT_ERROR,
+        TOO_MANY_PROCESSES,
+        OUTPUT_TOO_LARGE,
+    }
+)
+
+
+# What a participant reads where the model's own text must not be shown (hidden phases: an
+# exception message can carry statistics of the hidden cubes).
+FIXED_MESSAGES = {
+    TIMEOUT: "the run exceeded its time limit",
+    MEMORY: "the run exceeded its memory limit",
+    INVALID_OUTPUT: "the model's output was not a valid label map",
+    MODEL_ERROR: "the model failed on this case",
+    FORMAT_ERROR: "the model file could not be loaded",
+    TOO_MANY_PROCESSES: "the model started more processes or threads than allowed",
+    OUTPUT_TOO_LARGE: "the model wrote more output than allowed",
+}
+
+
+def fixed_message(kind: str | None) -> str:
+    """The fixed participant message of an error kind (no model-provided text)."""
+    return FIXED_MESSAGES.get(kind or "", FIXED_MESSAGES[MODEL_ERROR])
+
+
+def inside_kind(kind: object) -> str:
+    """The kind a report from inside the sandbox stands for (untrusted: never sandbox_error)."""
+    return kind if isinstance(kind, str) and kind in INSIDE_KINDS else MODEL_ERROR
 
 
 class HarnessError(Exception):

@@ -3,6 +3,7 @@ label maps. The runtimes (torch, onnxruntime) are imported only here, only when 
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from evaluator.modelformats import ModelFormatError, get_format
 from evaluator.modelformats.registry import Forward
 
-from .errors import INVALID_OUTPUT, MODEL_ERROR, HarnessError
+from .errors import FORMAT_ERROR, INVALID_OUTPUT, MODEL_ERROR, HarnessError
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, str]]  # (labels uint8 [B,H,W], kind)
 
@@ -48,9 +49,35 @@ def open_torch_export(path: str, *, threads: int, gpu: bool) -> Forward:
     import torch
 
     device = _torch_device(torch, threads, gpu)
-    module = torch.export.load(path).module()
+    module = _load_export_weights_only(torch, path).module()
     module.to(device)
     return _torch_forward(torch, module, device)
+
+
+def _load_export_weights_only(torch, path: str):
+    """torch.export.load with every nested torch.load forced to weights_only=True (it passes
+    weights_only=False for pickled weights), so a pickle in the archive cannot run code."""
+    from evaluator.modelformats._pickles import check_torch_export
+
+    try:
+        check_torch_export(path)
+    except ModelFormatError as exc:
+        raise HarnessError(FORMAT_ERROR, str(exc)) from None
+    real = torch.load
+
+    def weights_only_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return real(*args, **kwargs)
+
+    torch.load = weights_only_load
+    try:
+        return torch.export.load(path)
+    except pickle.UnpicklingError as exc:
+        raise HarnessError(
+            FORMAT_ERROR, f"refused a pickled payload in the archive: {exc}"
+        ) from None
+    finally:
+        torch.load = real
 
 
 def open_onnx(path: str, *, threads: int, gpu: bool) -> Forward:

@@ -20,7 +20,7 @@ import numpy as np
 
 from datasets.spectral import preprocess
 
-from .errors import INVALID_OUTPUT, MODEL_ERROR, SANDBOX_ERROR, HarnessError, classify
+from .errors import MODEL_ERROR, OUTPUT_TOO_LARGE, SANDBOX_ERROR, HarnessError, classify
 from .loaders import load
 
 
@@ -250,6 +250,6 @@ def _write(path: str, labels: np.ndarray) -> tuple[str, str] | None:
         np.save(path, np.ascontiguousarray(labels, dtype=np.uint8), allow_pickle=False)
     except OSError as exc:
         if exc.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
-            return INVALID_OUTPUT, "the output is larger than the allowed output size"
+            return OUTPUT_TOO_LARGE, "the output is larger than the allowed output size"
         return SANDBOX_ERROR, f"cannot write the output: {exc}"
     return None

@@ -42,6 +42,13 @@ COUNT_COLUMNS: tuple[str, ...] = (
     "pred_border",
 )
 
+#: Which classes an image is scored on (docs/metrics.md, "Scored classes"):
+#: ``reference``: the classes present in the reference (htc's and the xeno-learning study's
+#: convention; a class only predicted adds no row); ``union``: classes present in the
+#: reference or the prediction (a class only predicted adds a row with the worst values).
+SCORED_CLASSES: tuple[str, ...] = ("reference", "union")
+DEFAULT_SCORED_CLASSES = "reference"
+
 STATUS_OK = "ok"
 STATUS_PRED_EMPTY = "pred_empty"  # class in the reference only (missed)
 STATUS_REF_EMPTY = "ref_empty"  # class in the prediction only (false class)
@@ -171,15 +178,24 @@ def score_image(
     ignore_index: int = 255,
     nsd_tolerance: float | Sequence[float] = DEFAULT_NSD_TOLERANCE,
     case_id: str = "",
+    scored_classes: str = DEFAULT_SCORED_CLASSES,
 ) -> ImageScores:
     """Score one predicted label map against its reference, all classes in one pass.
 
     Reference pixels equal to ``ignore_index`` are removed from both maps before
     anything is computed: they count in no confusion cell, and for the border
     definition they behave like pixels outside the image (see docs/metrics.md).
-    A class present in neither map (on valid pixels) gets no row; a class present
-    in only one of them gets the worst values.
+    A class present in neither map (on valid pixels) gets no row. A class in the
+    reference but not predicted gets the worst values. A class only predicted gets
+    no row with ``scored_classes="reference"`` (htc's convention, the default: an image's
+    mean runs over its reference classes) and the worst values with ``"union"``. The
+    confusion matrix counts every class either way.
     """
+    if scored_classes not in SCORED_CLASSES:
+        raise ScoringError(
+            f"case {case_id!r}: scored_classes must be one of {SCORED_CLASSES}, "
+            f"got {scored_classes!r}"
+        )
     pred, ref = _validate(pred, ref, num_classes, ignore_index, case_id)
     tol = _tolerances(nsd_tolerance, num_classes, case_id)
     h, w = ref.shape
@@ -211,7 +227,10 @@ def score_image(
     r_groups = _split_by_label(d_ref, r_lab, k)
 
     rows: list[dict[str, Any]] = []
-    for c in np.flatnonzero((ref_pixels > 0) | (pred_pixels > 0)).tolist():
+    present = (
+        ref_pixels > 0 if scored_classes == "reference" else (ref_pixels > 0) | (pred_pixels > 0)
+    )
+    for c in np.flatnonzero(present).tolist():
         t, fp, fn = int(tp[c]), int(pred_pixels[c] - tp[c]), int(ref_pixels[c] - tp[c])
         counts = {
             "tp": t,
@@ -248,8 +267,9 @@ def score_image(
 def score_task_image(
     pred: np.ndarray, ref: np.ndarray, spec: TaskSpec, *, case_id: str = ""
 ) -> ImageScores:
-    """:func:`score_image` with a validated task's classes, ignore index and tolerances; rows are
-    limited to the task's scored labels (the confusion matrix keeps every class)."""
+    """:func:`score_image` with a validated task's classes, ignore index, tolerances and
+    ``scored_classes`` convention; rows are limited to the task's scored labels (the confusion
+    matrix keeps every class)."""
     scores = score_image(
         pred,
         ref,
@@ -257,6 +277,7 @@ def score_task_image(
         ignore_index=spec.ignore_index,
         nsd_tolerance=spec.nsd_tolerances,
         case_id=case_id,
+        scored_classes=spec.scored_classes,
     )
     rows = scored_rows(scores.rows, spec)
     return ImageScores(

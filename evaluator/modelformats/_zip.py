@@ -67,6 +67,17 @@ class TorchExport(ModelFormat):
     def sniff(self, probe: Probe) -> bool:
         return probe.is_zip and _is_torch_export(probe.zip_members)
 
+    def validate(self, probe: Probe) -> tuple[Path, ...]:
+        """Refuse pickled payloads that import anything but tensor rebuilders (they would
+        run on load); the harness loads with weights_only as well."""
+        from ._pickles import check_torch_export
+
+        try:
+            check_torch_export(probe.path)
+        except zipfile.BadZipFile as exc:
+            raise ModelFormatError(f"the archive is corrupted ({exc})") from None
+        return super().validate(probe)
+
     def open(self, path: str, *, threads: int, gpu: bool) -> Forward:
         from evaluator.harness.loaders import open_torch_export
 

@@ -155,8 +155,8 @@ def prepare(
         )
     elif len(subjects) < 10:
         warnings.append(
-            f"only {len(subjects)} subjects: Wald z tests and intervals are "
-            "anti-conservative (too narrow) with few subjects"
+            f"only {len(subjects)} subjects: intervals are wide and tests have little power; "
+            "conclusions about new subjects rest on very few"
         )
     return PreparedData(
         methods=list(methods),

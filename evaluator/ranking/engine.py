@@ -7,12 +7,12 @@ import pandas as pd
 import scipy
 import statsmodels
 from scipy.special import expit, logit
-from scipy.stats import norm
+from scipy.stats import t as t_dist
 
 from .bootstrap import rank_summary, subject_bootstrap, tau_summary
 from .data import prepare
 from .errors import RankingError
-from .lmm import fit_lmm
+from .lmm import TESTS, fit_lmm
 from .result import (
     ENGINE_VERSION,
     BootstrapInfo,
@@ -22,7 +22,7 @@ from .result import (
     RankingResult,
 )
 from .schemes import SCHEMES, holm, rank_desc, run_schemes
-from .settings import DEFAULT_ALPHA, DEFAULT_N_BOOTSTRAP, DEFAULT_SEED
+from .settings import DDF_METHODS, DEFAULT_ALPHA, DEFAULT_DDF, DEFAULT_N_BOOTSTRAP, DEFAULT_SEED
 
 DEFAULT_EPS = 1e-3
 #: Metrics whose scores lie in [0, 1]: modelled on the logit scale unless told otherwise.
@@ -58,27 +58,41 @@ def _versions() -> dict[str, str]:
     }
 
 
-def pairwise_contrasts(means: np.ndarray, cov: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
-    """All i<j contrasts mean_i - mean_j (an L matrix over the means), Wald z, Holm."""
+def t_quantile(alpha: float, df) -> np.ndarray:
+    """Two-sided critical value at level alpha with df degrees of freedom (inf = normal)."""
+    return t_dist.ppf(1 - alpha / 2, np.asarray(df, dtype=float))
+
+
+def pairwise_contrasts(
+    means: np.ndarray, cov: np.ndarray, alpha: float, df: np.ndarray | float | None = None
+) -> dict[str, np.ndarray]:
+    """All i<j contrasts mean_i - mean_j (an L matrix over the means), t tests, Holm.
+
+    ``df``: degrees of freedom per contrast (np.triu_indices order) or one for all, e.g.
+    ``LmmFit.pairwise_df()``; None or inf is the Wald z test.
+    """
     k = len(means)
     i, j = np.triu_indices(k, 1)
     est = means[i] - means[j]
     var = cov[i, i] + cov[j, j] - 2.0 * cov[i, j]
     se = np.sqrt(np.clip(var, 0.0, None))
+    dfs = np.broadcast_to(np.asarray(np.inf if df is None else df, dtype=float), est.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = est / se
     zero_se = se == 0
     # identical methods (no spread in differences): nothing to test
     z = np.where(zero_se & (est == 0), 0.0, z)
     z = np.where(zero_se & (est != 0), np.copysign(np.inf, est), z)
-    p = np.where(np.isnan(z), np.nan, 2.0 * norm.sf(np.abs(z)))
-    q = norm.ppf(1 - alpha / 2)
+    with np.errstate(invalid="ignore"):
+        p = np.where(np.isnan(z) | np.isnan(dfs), np.nan, 2.0 * t_dist.sf(np.abs(z), dfs))
+    q = t_quantile(alpha, dfs)
     return {
         "i": i,
         "j": j,
         "estimate": est,
         "se": se,
         "z": z,
+        "df": dfs,
         "p_raw": p,
         "p_holm": holm(p),
         "ci_low": est - q * se,
@@ -130,13 +144,15 @@ def rank_methods(
     bootstrap_scale: str = "model",
     keep_bootstrap_ranks: bool = False,
     tier_rule: str = "leader",
+    ddf: str = DEFAULT_DDF,
 ) -> RankingResult:
     """Rank methods on one metric: LMM + Holm contrasts, challengeR schemes, subject bootstrap.
 
     Raises RankingError for input that cannot be ranked; degenerate but rankable input
     (one method, one subject, identical scores, missing cases) gives a result with warnings.
     ``higher_is_better`` and ``bounded`` default to the metric's own (:func:`metric_settings`);
-    the platform passes the task's primary metric and direction.
+    the platform passes the task's primary metric and direction. ``ddf``: degrees of freedom
+    of the LMM tests and intervals, "satterthwaite" (default) or "wald".
     """
     higher_is_better, bounded = metric_settings(metric, higher_is_better, bounded)
     if not 0 < alpha < 1:
@@ -145,6 +161,8 @@ def rank_methods(
         raise RankingError("eps must lie in (0, 0.5)")
     if bootstrap_scale not in ("model", "metric"):
         raise RankingError("bootstrap_scale must be 'model' or 'metric'")
+    if ddf not in DDF_METHODS:
+        raise RankingError(f"ddf must be one of {DDF_METHODS}")
     if tier_rule not in TIER_RULES:
         raise RankingError(f"tier_rule must be one of {TIER_RULES}")
     if int(n_bootstrap) < 0:
@@ -181,16 +199,24 @@ def rank_methods(
         def back(a):
             return a
 
-    fit = fit_lmm(y, data.case_subject)
+    fit = fit_lmm(y, data.case_subject, ddf=ddf)
     warnings.extend(fit.warnings)
     means = fit.means
     se_means = np.sqrt(np.clip(np.diag(fit.cov), 0, None))
     se_means = np.where(np.isfinite(np.diag(fit.cov)), se_means, np.nan)
-    q = norm.ppf(1 - alpha / 2)
+    df_means = fit.df_means
+    with np.errstate(invalid="ignore"):
+        q = t_quantile(alpha, df_means)
+    n_subj = len(data.subjects)
+    if 1 < n_subj < 10 and fit.ddf == "wald":
+        warnings.append(
+            f"only {n_subj} subjects: Wald z tests and intervals are anti-conservative "
+            "(too narrow) with few subjects; use ddf='satterthwaite'"
+        )
 
     lmm_rank = rank_desc(sign * means)
     order = np.lexsort((np.arange(k), lmm_rank))
-    con = pairwise_contrasts(means, fit.cov, alpha)
+    con = pairwise_contrasts(means, fit.cov, alpha, df=fit.pairwise_df() if k > 1 else None)
     sig = np.zeros((k, k), dtype=int)
     p_mat = np.full((k, k), np.nan)
     for a, b, e, ph in zip(con["i"], con["j"], con["estimate"], con["p_holm"], strict=True):
@@ -218,10 +244,11 @@ def rank_methods(
                 rank=int(lmm_rank[m]),
                 tier=int(tiers[m]),
                 estimate=_f(back(means[m])),
-                ci_low=_f(back(means[m] - q * se_means[m])),
-                ci_high=_f(back(means[m] + q * se_means[m])),
+                ci_low=_f(back(means[m] - q[m] * se_means[m])),
+                ci_high=_f(back(means[m] + q[m] * se_means[m])),
                 estimate_model=_f(means[m]),
                 se_model=_f(se_means[m]),
+                df=_f(df_means[m]),
                 mean=_f(v[m].mean()),
                 median=_f(np.median(v[m])),
                 sd=_f(v[m].std(ddof=1)) if n > 1 else None,
@@ -273,6 +300,7 @@ def rank_methods(
                 p_holm=_f(con["p_holm"][t]),
                 significant=significant,
                 better=data.methods[a if sig[a, b] == 1 else b] if significant else None,
+                df=_f(con["df"][t]),
             )
         )
 
@@ -298,6 +326,7 @@ def rank_methods(
             "ties": "min",
             "tier_rule": tier_rule,
             "ci_level": 1 - float(alpha),
+            "ddf": ddf,
         },
         metric=metric,
         higher_is_better=bool(higher_is_better),
@@ -324,6 +353,10 @@ def rank_methods(
             log_likelihood=fit.log_likelihood,
             attempts=fit.attempts,
             fallbacks=fit.fallbacks,
+            test=TESTS[fit.ddf],
+            ddf=fit.ddf,
+            fit_warnings=list(fit.fit_warnings),
+            fallback_reason=fit.fallback_reason,
         ),
         bootstrap=BootstrapInfo(
             n_bootstrap=n_bootstrap,

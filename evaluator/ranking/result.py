@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ENGINE_VERSION = "xenobench-ranking 1.0.0"
+ENGINE_VERSION = "xenobench-ranking 1.1.0"
 
 
 def jsonable(obj: Any) -> Any:
@@ -57,6 +57,9 @@ class MethodResult:
     boot_rank_low: int | None
     boot_rank_high: int | None
     boot_rank_counts: list[int]  # counts of ranks 1..k over the bootstrap replicates
+    #: degrees of freedom of the CI (Satterthwaite by default; None in results stored before
+    #: engine 1.1, which used the normal reference, and where no test is possible)
+    df: float | None = None
 
 
 @dataclass
@@ -69,11 +72,14 @@ class Contrast:
     se: float | None
     ci_low: float | None
     ci_high: float | None
-    z: float | None
-    p_raw: float | None  # two-sided Wald z test
+    z: float | None  # the test statistic estimate / se (t with ``df`` degrees of freedom)
+    p_raw: float | None  # two-sided t test with df (Wald z when df is None / inf)
     p_holm: float | None
     significant: bool
     better: str | None  # the method significantly better, if any
+    #: degrees of freedom of test and CI (Satterthwaite by default; None in results stored
+    #: before engine 1.1 (Wald z) and for a Wald z test)
+    df: float | None = None
 
 
 @dataclass
@@ -92,6 +98,12 @@ class ModelInfo:
     attempts: list[dict[str, Any]]
     fallbacks: list[str]
     test: str = "Wald z (normal reference, no small-sample df correction)"
+    #: "satterthwaite", "wald", "cluster" (fallback: n_clusters - 1) or "none"; None before 1.1
+    ddf: str | None = None
+    #: optimiser/convergence notes of the accepted fit (runs that stopped short, boundary)
+    fit_warnings: list[str] = field(default_factory=list)
+    #: why the primary nested REML model was not used (fallback), None when it was
+    fallback_reason: str | None = None
 
 
 @dataclass

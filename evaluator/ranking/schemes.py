@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
-from statsmodels.stats.multitest import multipletests
 
 from .wilcoxon import pairwise_greater
 
@@ -29,12 +28,21 @@ def rank_asc(scores: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def holm(p: np.ndarray) -> np.ndarray:
-    """Holm-adjust the finite entries of p (any shape); NaN stays NaN."""
+    """Holm-adjust the finite entries of p (any shape); NaN stays NaN.
+
+    Equals statsmodels' ``multipletests(p, method="holm")[1]`` (tested), written out in numpy
+    because that function runs a full garbage collection per call (0.2 s measured)."""
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
     if ok.any():
-        out[ok] = multipletests(p[ok], method="holm")[1]
+        v = p[ok]
+        m = v.size
+        order = np.argsort(v, kind="mergesort")
+        adj = np.maximum.accumulate((m - np.arange(m)) * v[order])
+        res = np.empty(m)
+        res[order] = np.minimum(adj, 1.0)
+        out[ok] = res
     return out
 
 

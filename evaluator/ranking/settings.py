@@ -19,6 +19,10 @@ DEFAULT_N_BOOTSTRAP = 1000
 DEFAULT_ALPHA = 0.05
 #: Seed of the bootstrap's random generator (a ranking is reproducible bit for bit).
 DEFAULT_SEED = 0
+#: Degrees of freedom of the LMM tests and intervals: "satterthwaite" (lmerTest's default;
+#: needed because test sets have few subjects) or "wald" (normal reference, z).
+DEFAULT_DDF = "satterthwaite"
+DDF_METHODS: tuple[str, ...] = ("satterthwaite", "wald")
 
 RANKING_KEYS: tuple[str, ...] = ("n_bootstrap", "alpha", "seed")
 

@@ -1,4 +1,10 @@
-"""Launch the in-sandbox supervisor and collect log, events, status and outputs."""
+"""Launch the in-sandbox supervisor and collect log, events, status and outputs.
+
+Trust: the status pipe is held by the supervisor only (never inherited by the model), and
+the supervisor writes a "started" line on it just before it starts the model. So the host
+can tell a sandbox that failed to start (a platform problem) from one whose supervisor died
+once the model ran (the model's doing: charged). Events come from the model's process and
+are only ever progress hints."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from collections.abc import Sequence
 
 from .base import (
     CappedLog,
+    SandboxError,
     SandboxRequest,
     SandboxResult,
     extract_outputs,
@@ -19,6 +26,7 @@ from .base import (
     read_log,
     read_status,
 )
+from .cgroup import LAUNCH_FAILED, RunGroup
 
 
 def child_env(request: SandboxRequest, event_fd: int) -> dict[str, str]:
@@ -46,16 +54,22 @@ def run_supervised(
     request: SandboxRequest,
     *,
     env: dict[str, str] | None,
+    group: RunGroup | None = None,
+    extra_fds: Sequence[int] = (),
 ) -> SandboxResult:
-    """`outer` wraps the supervisor (bwrap argv, or nothing); cfg is completed with fds."""
+    """`outer` wraps the supervisor (bwrap argv, or nothing); cfg is completed with fds.
+    With `group`, the whole tree is started inside that cgroup (see cgroup.LAUNCHER);
+    `extra_fds` (the seccomp program) are passed to `outer` and closed here."""
     ev_r, ev_w = os.pipe()
     st_r, st_w = os.pipe()
     tar_r, tar_w = os.pipe()
     cfg = dict(cfg, status_fd=st_w, tar_fd=tar_w)
     cfg["env"]["XENOBENCH_EVENT_FD"] = str(ev_w)
     argv = [*outer, *supervisor, json.dumps(cfg)]
+    if group is not None:
+        argv = group.launcher(argv)
     limits = request.limits
-    log = CappedLog(limits.max_log_kb * 1024)
+    log = CappedLog(limits.max_log_kb * 1024, hard_cap=limits.max_stream_mb * 1024**2)
     events: list[dict] = []
     status: dict = {}
     outputs: list[str] = []
@@ -67,13 +81,21 @@ def run_supervised(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            pass_fds=(ev_w, st_w, tar_w),
+            pass_fds=(ev_w, st_w, tar_w, *extra_fds),
             start_new_session=True,
             env=env,
         )
     finally:
-        for fd in (ev_w, st_w, tar_w):
+        for fd in (ev_w, st_w, tar_w, *extra_fds):
             os.close(fd)
+
+    def stop() -> None:  # the host's own stop: kill the run's whole tree
+        kill_tree(proc)
+        if group is not None:
+            group.kill_all()
+
+    log.on_overflow = stop
+    oom_watch = group.on_oom(stop) if group is not None else None
     tar_file = os.fdopen(tar_r, "rb")
     threads = [
         read_log(proc.stdout, log),
@@ -103,13 +125,20 @@ def run_supervised(
     except subprocess.TimeoutExpired:
         killed = True
     finally:
-        kill_tree(proc)  # nothing may outlive the run, whatever happened
+        if oom_watch is not None:
+            oom_watch.set()
+        stop()  # nothing may outlive the run, whatever happened
         proc.wait()
     for thread in threads:
         thread.join(timeout=30)
     proc.stdout.close()
     elapsed = time.monotonic() - start
-    lost = not status
+    started = bool(status.get("started"))
+    lost = "exit_code" not in status and "signal" not in status
+    if not started and not log.overflowed and not killed:
+        if proc.returncode == LAUNCH_FAILED and group is not None:
+            raise SandboxError("the run could not join its cgroup")
+        raise SandboxError(f"the sandbox failed to start (exit {proc.returncode})")
     if status.get("skipped"):
         rejected.extend((str(n), str(r)) for n, r in status["skipped"])
     return SandboxResult(
@@ -125,4 +154,5 @@ def run_supervised(
         max_rss_kb=int(status.get("max_rss_kb") or 0),
         supervisor_lost=lost,
         process_limit=bool(status.get("process_limit")),
+        stream_limit=log.overflowed,
     )

@@ -127,11 +127,14 @@ def main() -> int:
     status_fd, tar_fd = cfg["status_fd"], cfg["tar_fd"]
     for fd in (status_fd, tar_fd):
         os.set_inheritable(fd, False)
+    # Only we hold status_fd: the host takes this line as proof that the sandbox started.
+    os.write(status_fd, b'{"started": true}\n')
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         _child(cfg)
-    max_procs = int(cfg["rlimits"].get("RLIMIT_NPROC", 0)) if cfg.get("isolated") else 0
+    counted = cfg.get("isolated") and cfg.get("count_processes", True)
+    max_procs = int(cfg["rlimits"].get("RLIMIT_NPROC", 0)) if counted else 0
     status, stopped = _wait(pid, start + float(cfg["wall_seconds"]), max_procs)
     _kill_all(pid, cfg.get("isolated", False))
     if status is None:
@@ -153,7 +156,7 @@ def main() -> int:
     except OSError as exc:
         result["skipped"] = [["*", f"copy-out failed: {exc}"]]
     with os.fdopen(status_fd, "w") as fh:
-        fh.write(json.dumps(result))
+        fh.write(json.dumps(result) + "\n")
     return 0
 
 

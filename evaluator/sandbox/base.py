@@ -81,8 +81,11 @@ class SandboxResult:
     rejected: list[tuple[str, str]]  # (file name, reason) refused on copy-out
     cpu_seconds: float = 0.0
     max_rss_kb: int = 0
-    supervisor_lost: bool = False
+    supervisor_lost: bool = False  # the supervisor died after the model started (charged)
     process_limit: bool = False  # stopped for running more processes than allowed
+    stream_limit: bool = False  # stopped for writing more than max_stream_mb to stdout/stderr
+    memory_exceeded: bool = False  # the run's cgroup saw an OOM kill (host-observed)
+    mechanism: str = ""  # what bounded the run: "cgroup-v1", "cgroup-v2", "rlimits", ...
 
     @property
     def ok(self) -> bool:
@@ -91,6 +94,8 @@ class SandboxResult:
             and not self.timed_out
             and not self.supervisor_lost
             and not self.process_limit
+            and not self.stream_limit
+            and not self.memory_exceeded
         )
 
 
@@ -130,15 +135,30 @@ class Sandbox(ABC):
 
 
 class CappedLog:
-    """Keeps the head and the tail of a stream, so a chatty model cannot flood memory."""
+    """Keeps the head and the tail of a stream, so a chatty model cannot flood memory.
 
-    def __init__(self, cap_bytes: int) -> None:
+    Past `hard_cap` bytes in all, `on_overflow` is called once (the host stops the run) and
+    the rest is drained and dropped."""
+
+    def __init__(self, cap_bytes: int, *, hard_cap: int = 0) -> None:
         self.cap = max(cap_bytes, 1024)
+        self.hard_cap = hard_cap
+        self.total = 0
+        self.overflowed = False
+        self.on_overflow: Callable[[], None] | None = None
         self.head = bytearray()
         self.tail = bytearray()
         self.dropped = 0
 
     def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.hard_cap and self.total > self.hard_cap:
+            if not self.overflowed:
+                self.overflowed = True
+                if self.on_overflow is not None:
+                    self.on_overflow()
+            self.dropped += len(data)
+            return
         room = self.cap // 2 - len(self.head)
         if room > 0:
             self.head += data[:room]
@@ -191,15 +211,18 @@ def read_events(fd: int, sink: list[dict], on_event: Callable[[dict], None] | No
 
 
 def read_status(fd: int, box: dict) -> threading.Thread:
+    """JSON lines from the supervisor only: {"started": true}, then the final status."""
+
     def pump() -> None:
         with os.fdopen(fd, "rb") as fh:
             data = fh.read(1024 * 1024)
-        try:
-            value = json.loads(data) if data else None
-        except ValueError:
-            value = None
-        if isinstance(value, dict):
-            box.update(value)
+        for line in data.splitlines():
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                box.update(value)
 
     return _start(pump)
 

@@ -1,12 +1,16 @@
-"""bubblewrap backend: namespaces, read-only runtime, size-capped tmpfs output, rlimits."""
+"""bubblewrap backend: namespaces, read-only runtime, size-capped tmpfs mounts, a per-run
+cgroup over the whole process tree (or rlimits where none can be created), a seccomp filter."""
 
 from __future__ import annotations
 
 import glob
+import logging
+import os
 import shutil
 import subprocess
 from functools import cache
 
+from . import cgroup, seccomp
 from ._supervised import child_env, run_supervised
 from .base import Sandbox, SandboxError, SandboxRequest, SandboxResult
 from .runtime import (
@@ -20,6 +24,11 @@ from .runtime import (
 
 OUTPUT = "/output"
 NOBODY = "65534"
+# Fallback without a cgroup on a root worker: run bwrap itself as this host uid, so that the
+# sandbox's processes belong to an unprivileged user and RLIMIT_NPROC binds. The runtime, the
+# model files and the cubes must be readable by it. Unset: no drop (documented limitation).
+SANDBOX_UID_ENV = "XENOBENCH_SANDBOX_UID"
+log = logging.getLogger(__name__)
 
 
 class BwrapSandbox(Sandbox):
@@ -27,9 +36,16 @@ class BwrapSandbox(Sandbox):
 
     name = "bwrap"
 
-    def __init__(self, bwrap: str | None = None, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self,
+        bwrap: str | None = None,
+        runtime: Runtime | None = None,
+        *,
+        production: bool = False,
+    ) -> None:
         self.bwrap = bwrap or shutil.which("bwrap") or "/usr/bin/bwrap"
         self.runtime = runtime or host_runtime()
+        self.production = production
 
     def available(self) -> tuple[bool, str]:
         return _probe(self.bwrap)
@@ -71,6 +87,7 @@ class BwrapSandbox(Sandbox):
         for mount in request.mounts:
             argv += ["--ro-bind", str(mount.host), mount.dest]
         argv += ["--size", str(tmp_mb * 1024**2), "--tmpfs", "/tmp"]
+        argv += ["--size", str(tmp_mb * 1024**2), "--tmpfs", "/dev/shm"]
         argv += ["--size", str(request.total_output_bytes() + 1024**2), "--tmpfs", OUTPUT]
         argv += ["--remount-ro", "/", "--chdir", "/tmp"]
         if limits.gpu:
@@ -82,24 +99,78 @@ class BwrapSandbox(Sandbox):
         ok, why = self.available()
         if not ok:
             raise SandboxError(f"bubblewrap is not usable on this worker: {why}")
-        tmp_mb = max(64, min(1024, request.limits.memory_mb // 4))
-        outer = self.command(request, tmp_mb=tmp_mb)
+        outer = self.command(request, tmp_mb=request.limits.tmpfs_mb())
+        group = None
+        try:
+            group = cgroup.RunGroup.create(request.limits)
+        except OSError as exc:
+            if self.production:
+                raise SandboxError(f"no cgroup for the run in production: {exc}") from None
+        extra_fds: list[int] = []
+        try:
+            extra_fds.append(seccomp.filter_fd())
+            outer[1:1] = ["--seccomp", str(extra_fds[-1])]
+        except seccomp.SeccompUnavailable as exc:
+            if self.production:
+                if group is not None:
+                    group.destroy()
+                raise SandboxError(f"no seccomp filter in production: {exc}") from None
+            log.warning("running without a seccomp filter: %s", exc)
+        if group is None:
+            outer = unprivileged(outer)
+        rlimits = request.limits.rlimits()
+        if group is not None:
+            # The cgroup bounds the resident memory of the whole tree; a per-process address
+            # space cap on top would only refuse runtimes that reserve large virtual ranges.
+            rlimits.pop("RLIMIT_AS")
         supervisor = [str(self.runtime.python), "-I", "-S", "-B", f"{SANDBOX_SRC}/{SUPERVISOR_REL}"]
         cfg = {
             "argv": self._argv(request),
             "env": child_env(request, 0),
-            "rlimits": request.limits.rlimits(),
+            "rlimits": rlimits,
             "wall_seconds": request.limits.wall_seconds,
             "output_dir": OUTPUT,
             "max_total_output": request.total_output_bytes(),
             "isolated": True,
+            "count_processes": group is None,  # the kernel's pids.max does it otherwise
             "cwd": "/tmp",
         }
-        return run_supervised(outer, supervisor, cfg, request, env={"PATH": "/usr/bin:/bin"})
+        try:
+            result = run_supervised(
+                outer,
+                supervisor,
+                cfg,
+                request,
+                env={"PATH": "/usr/bin:/bin"},
+                group=group,
+                extra_fds=extra_fds,
+            )
+            if group is not None:
+                seen = group.outcome()
+                result.memory_exceeded = seen.memory_exceeded
+                result.process_limit = result.process_limit or seen.too_many_processes
+            result.mechanism = f"cgroup-v{group.version}" if group else "rlimits"
+            return result
+        finally:
+            if group is not None:
+                group.destroy()
 
     def _argv(self, request: SandboxRequest) -> list[str]:
         prefix = self.python_argv(request.python_main) if request.python_main else []
         return [*prefix, *request.argv]
+
+
+def unprivileged(argv: list[str]) -> list[str]:
+    """`argv` run as the host uid in $XENOBENCH_SANDBOX_UID (setpriv), when the worker is
+    root and that variable is set; otherwise unchanged."""
+    uid = os.environ.get(SANDBOX_UID_ENV, "").strip()
+    if not uid or os.geteuid() != 0:
+        return argv
+    if not uid.isdigit() or int(uid) == 0:
+        raise SandboxError(f"{SANDBOX_UID_ENV} must be a non-zero numeric uid")
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    drop = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all"]
+    return [*drop, "--", *argv]
 
 
 def gpu_binds() -> list[str]:

@@ -26,6 +26,7 @@ from .base import (
     SandboxError,
     SandboxRequest,
     SandboxResult,
+    read_log,
 )
 
 _LOADED = re.compile(r"Loaded image(?: ID)?:\s*(\S+)")
@@ -139,7 +140,8 @@ class DockerSandbox(Sandbox):
         if not ok:
             raise SandboxError(why)
         name = f"xb-{uuid.uuid4().hex[:16]}"
-        log = CappedLog(request.limits.max_log_kb * 1024)
+        limits = request.limits
+        log = CappedLog(limits.max_log_kb * 1024, hard_cap=limits.max_stream_mb * 1024**2)
         with tempfile.TemporaryDirectory(prefix="xb-docker-") as scratch:
             staging = Path(scratch) / "output"
             staging.mkdir()
@@ -147,18 +149,22 @@ class DockerSandbox(Sandbox):
             argv = self.run_command(image, request, name=name, staging=staging)
             start = time.monotonic()
             timed_out = False
-            with tempfile.TemporaryFile() as out:
-                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-                try:
-                    proc.wait(timeout=request.limits.wall_seconds + request.startup_grace_seconds)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                    subprocess.run([self.engine, "kill", name], capture_output=True, timeout=60)
-                    proc.kill()
-                    proc.wait()
-                out.seek(0)
-                while chunk := out.read(1 << 20):
-                    log.feed(chunk)
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+            def stop() -> None:  # past the stdout/stderr cap: the container goes
+                subprocess.run([self.engine, "kill", name], capture_output=True, timeout=60)
+                proc.kill()
+
+            log.on_overflow = stop
+            reader = read_log(proc.stdout, log)  # drained as it comes, never spooled to disk
+            try:
+                proc.wait(timeout=limits.wall_seconds + request.startup_grace_seconds)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                stop()
+                proc.wait()
+            reader.join(timeout=30)
+            proc.stdout.close()
             elapsed = time.monotonic() - start
             outputs: list[str] = []
             rejected: list[tuple[str, str]] = []
@@ -172,6 +178,8 @@ class DockerSandbox(Sandbox):
             events=[],
             outputs=outputs,
             rejected=rejected,
+            stream_limit=log.overflowed,
+            mechanism="container",
         )
 
 

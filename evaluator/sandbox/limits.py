@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-run limits. memory_mb caps the address space (bwrap) or the cgroup (containers)."""
+    """Per-run limits. memory_mb caps the run's cgroup (the whole process tree, tmpfs and shm
+    pages included) where one can be created, and each process's address space as well."""
 
     wall_seconds: float = 600.0
     cpu_seconds: int = 3600
@@ -18,6 +19,7 @@ class Limits:
     threads: int = 1
     gpu: bool = False
     max_log_kb: int = 64  # participant-visible log, head and tail kept
+    max_stream_mb: int = 16  # stdout + stderr drained by the host; the run is killed past it
 
     def __post_init__(self) -> None:
         for name in (
@@ -29,9 +31,14 @@ class Limits:
             "max_open_files",
             "threads",
             "max_log_kb",
+            "max_stream_mb",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive")
+
+    def tmpfs_mb(self) -> int:
+        """Size of each scratch tmpfs (/tmp, /dev/shm): a quarter of the memory, 64..1024 MB."""
+        return max(64, min(1024, self.memory_mb // 4))
 
     def rlimits(self) -> dict[str, int]:
         """Kernel rlimits applied to the untrusted process inside the sandbox."""

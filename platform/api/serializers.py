@@ -1,7 +1,14 @@
 from rest_framework import serializers
 
 from challenges.models import Challenge, Phase, Task
-from submissions.models import CaseScore, Submission
+from submissions.models import (
+    DESCRIPTION_MAX,
+    METHOD_NAME_MAX,
+    PAPER_URL_MAX,
+    CaseScore,
+    Submission,
+    http_url_validator,
+)
 
 
 class PhaseSerializer(serializers.ModelSerializer):
@@ -89,6 +96,7 @@ class SubmissionSerializer(serializers.ModelSerializer):
     team = serializers.StringRelatedField()
     user = serializers.StringRelatedField()
     progress_percent = serializers.IntegerField(read_only=True)
+    progress_done = serializers.IntegerField(source="progress_done_shown", read_only=True)
 
     class Meta:
         model = Submission
@@ -123,10 +131,19 @@ class SubmissionSerializer(serializers.ModelSerializer):
 class SubmitSerializer(serializers.Serializer):
     model = serializers.FileField()
     method_name = serializers.CharField(
-        max_length=100, required=False, allow_blank=True, default=""
+        max_length=METHOD_NAME_MAX, required=False, allow_blank=True, default=""
     )
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-    paper_url = serializers.URLField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        max_length=DESCRIPTION_MAX, required=False, allow_blank=True, default=""
+    )
+    paper_url = serializers.URLField(
+        max_length=PAPER_URL_MAX,
+        required=False,
+        allow_blank=True,
+        default="",
+        validators=[http_url_validator],
+        help_text="http:// or https:// only",
+    )
 
 
 class CaseScoreSerializer(serializers.ModelSerializer):

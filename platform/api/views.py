@@ -10,11 +10,19 @@ from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, Throttled, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    AuthenticationFailed,
+    PermissionDenied,
+    Throttled,
+    ValidationError,
+)
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from challenges.models import Challenge, Phase
@@ -27,7 +35,9 @@ from leaderboards.services import current_snapshot, score_fields, task_metric
 from submissions import selectors, services
 from submissions.models import Status, Submission
 from xenobench.ratelimit import client_key, hit
+from xenobench.uploads import upload_limit, upload_refused
 
+from .parsers import LimitedJSONParser
 from .serializers import (
     CaseScoreSerializer,
     ChallengeSerializer,
@@ -45,6 +55,28 @@ UPLOADS_PER_HOUR = 20
 TOKEN_LOGINS_PER_5_MIN = 10
 
 
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "the upload is too large"
+    default_code = "too_large"
+
+
+def phase_upload_mb(request, pk=None, **_) -> int | None:
+    """The phase's upload cap, read before the body (xenobench.uploads), for a phase the caller
+    may see; DRF has not authenticated the request yet, so the token is checked here."""
+    if pk is None or not str(pk).isdigit():
+        return None
+    user = request.user
+    if not user.is_authenticated:
+        try:
+            found = TokenAuthentication().authenticate(Request(request))
+        except AuthenticationFailed:
+            found = None
+        user = found[0] if found else user
+    phases = visible_phases(user).filter(pk=int(pk))
+    return phases.values_list("max_upload_mb", flat=True).first()
+
+
 class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
@@ -53,6 +85,8 @@ class Pagination(PageNumberPagination):
 
 class TokenView(ObtainAuthToken):
     """POST username and password; returns {"token": ...}. Rate limited like the login page."""
+
+    parser_classes = (FormParser, MultiPartParser, LimitedJSONParser)  # DRF's own: plain JSON
 
     def post(self, request, *args, **kwargs):
         if not hit("login", client_key(request), TOKEN_LOGINS_PER_5_MIN, 300):
@@ -110,6 +144,7 @@ class PhaseViewSet(viewsets.ReadOnlyModelViewSet):
             }
         )
 
+    @upload_limit(phase_upload_mb)
     @extend_schema(request=SubmitSerializer, responses={201: SubmissionSerializer})
     @action(
         detail=True,
@@ -122,7 +157,10 @@ class PhaseViewSet(viewsets.ReadOnlyModelViewSet):
         phase = self.get_object()
         if not hit("upload", client_key(request), UPLOADS_PER_HOUR, 3600):
             raise Throttled(detail="too many uploads; try again later")
-        ser = SubmitSerializer(data=request.data)
+        data = request.data
+        if too_large := upload_refused(request._request):
+            raise PayloadTooLarge(detail=too_large)
+        ser = SubmitSerializer(data=data)
         ser.is_valid(raise_exception=True)
         upload = ser.validated_data["model"]
         try:

@@ -72,3 +72,134 @@ def resolve_file(ds: Dataset, name: str) -> Path | None:
     except ValueError:
         return None
     return candidate
+
+
+# --- previews of training cases ---------------------------------------------------------------
+#: What a case preview shows: the reconstructed RGB image and the six tissue parameter images.
+PREVIEW_KINDS: tuple[str, ...] = ("rgb", "sto2", "nir", "twi", "ohi", "thi", "tli")
+PREVIEW_TITLES = {
+    "rgb": "RGB reconstruction",
+    "sto2": "StO2 (oxygen saturation)",
+    "nir": "NIR perfusion index",
+    "twi": "TWI (tissue water index)",
+    "ohi": "OHI (organ haemoglobin index)",
+    "thi": "THI (tissue haemoglobin index)",
+    "tli": "TLI (tissue lipid index)",
+}
+#: Colour map of the parameter images (0 blue .. 1 red, like the camera software's scale).
+PREVIEW_COLORMAP = "turbo"
+PREVIEWS_DIR = "previews"
+_PREVIEW_VERSION = "v1"  # bump when the rendering changes: old files are then never served
+
+
+def _hidden_case_names(task) -> set[str]:
+    """Every case of the task's hidden test sets (phase case lists and test manifests)."""
+    names: set[str] = set()
+    for phase in task.phases.select_related("test_dataset"):
+        names.update(c for c in (phase.case_ids or []) if isinstance(c, str))
+        if phase.test_dataset is not None:
+            names.update(str(r.get("image_name")) for r in phase.test_dataset.manifest or [])
+    return names
+
+
+def training_cases(task) -> list[dict]:
+    """Manifest rows of the task's training images that may be previewed: images of its
+    training dataset, never one that is also a case of one of its hidden test sets."""
+    ds = task.train_dataset
+    if ds is None:
+        return []
+    hidden = _hidden_case_names(task)
+    return [
+        r
+        for r in ds.manifest or []
+        if isinstance(r.get("image_name"), str) and r["image_name"] not in hidden
+    ]
+
+
+def training_case(task, case: str) -> dict | None:
+    """The manifest row of training case ``case`` of the task, or None (not a training case,
+    or a hidden test case)."""
+    return next((r for r in training_cases(task) if r["image_name"] == case), None)
+
+
+def _colourise(values, cmap) -> bytes:
+    import numpy as np
+
+    rgba = cmap(np.nan_to_num(values, nan=0.0), bytes=True)
+    rgba[~np.isfinite(values)] = (0, 0, 0, 255)  # undefined pixels are black
+    return _png(rgba[..., :3])
+
+
+def _png(rgb) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def render_previews(cube, parameters: dict) -> dict[str, bytes]:
+    """PNG bytes of every preview kind: the RGB reconstruction of a reflectance cube and the
+    parameter images (values 0..1 through :data:`PREVIEW_COLORMAP`, undefined pixels black)."""
+    from matplotlib import colormaps
+
+    from datasets.parameters import rgb_image
+
+    cmap = colormaps[PREVIEW_COLORMAP]
+    out = {"rgb": _png(rgb_image(cube))}
+    for kind in PREVIEW_KINDS[1:]:
+        out[kind] = _colourise(parameters[kind], cmap)
+    return out
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def case_preview(ds: Dataset, case: str, kind: str) -> Path:
+    """The PNG file of one preview of image ``case`` of dataset ``ds``.
+
+    Files are cached on disk under ``DATA_ROOT/previews/<sha256 of the cube>/`` (plus the
+    checksum of the image's precomputed parameter file, if the dataset has one), so a changed
+    cube never shows an old picture and identical cubes share them. On a miss the cube is read
+    once and every kind is rendered; precomputed parameter images are preferred
+    (:func:`datasets.parameters.tissue_parameters`). Callers check permissions and that the
+    case is a training case (:func:`training_case`) first. Raises ``KeyError`` for an unknown
+    kind or image and ``ValueError`` (e.g. ``CubeFormatError``) for an unreadable cube.
+    """
+    from django.conf import settings
+
+    from datasets.manifest import load_manifest
+    from datasets.parameters import parameter_images_path, tissue_parameters
+
+    if kind not in PREVIEW_KINDS:
+        raise KeyError(f"unknown preview {kind!r}")
+    root = Path(ds.source_path)
+    manifest = load_manifest(root)
+    cube_path = manifest.cube_path(case)  # KeyError for an image not in the manifest
+    key = file_sha256(cube_path)
+    precomputed = parameter_images_path(root, case)
+    if precomputed.is_file():
+        key += "-" + file_sha256(precomputed)[:16]
+    folder = Path(settings.DATA_ROOT) / PREVIEWS_DIR / _PREVIEW_VERSION / key
+    target = folder / f"{kind}.png"
+    if target.is_file():
+        return target
+    cube = manifest.read_cube(case)
+    pngs = render_previews(cube, tissue_parameters(root, case, cube))
+    for name, data in pngs.items():
+        _write_atomic(folder / f"{name}.png", data)
+    return target

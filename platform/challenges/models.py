@@ -14,6 +14,7 @@ from datasets.labels import STUDY_CLASSES
 
 # The vocabularies live with the datasets format (one home); the platform reads them here.
 from datasets.manifest import SPECIES, TISSUE_STATES  # noqa: F401
+from datasets.spectral import PREPROCESSING_REGISTRY
 
 if TYPE_CHECKING:
     from evaluator.taskspec import TaskSpec
@@ -102,7 +103,9 @@ class Task(models.Model):
         default=255, help_text="Reference value of unlabelled pixels; above every class index."
     )
     preprocessing = models.CharField(
-        max_length=20, default="l1", choices=[("l1", "L1 per pixel"), ("none", "none")]
+        max_length=20,
+        default="l1",
+        choices=[(m.name, m.label) for m in PREPROCESSING_REGISTRY.values()],
     )
     nsd_tolerances = models.JSONField(
         default=list,
@@ -116,6 +119,18 @@ class Task(models.Model):
     )
     primary_metric = models.CharField(
         max_length=10, default="dsc", help_text="Metric of the ranking: dsc or nsd."
+    )
+    scored_classes = models.CharField(
+        max_length=10,
+        default="reference",
+        choices=[
+            ("reference", "classes in the reference (htc and the xeno-learning study)"),
+            ("union", "classes in the reference or the prediction"),
+        ],
+        help_text=(
+            "Which classes an image is scored on: 'reference' (htc's convention: a class only "
+            "predicted adds nothing) or 'union' (it counts with the worst values)."
+        ),
     )
     ranking_settings = models.JSONField(
         default=dict,
@@ -149,6 +164,7 @@ class Task(models.Model):
             "nsd_tolerances": self.nsd_tolerances,
             "scored_labels": self.scored_labels,
             "primary_metric": self.primary_metric,
+            "scored_classes": self.scored_classes,
             "ranking": self.ranking_settings,
             "source_species": self.source_species,
             "source_states": self.source_states,

@@ -96,13 +96,24 @@ def team(request, slug: str):
     return redirect(challenge)
 
 
+#: Training cases linked (with previews) from the task page.
+PREVIEW_LIST = 12
+
+
 def task_detail(request, slug: str, task: str):
     t = get_task_for(request.user, slug, task)
-    return render(
-        request,
-        "challenges/task_detail.html",
-        {"challenge": t.challenge, "task": t, "phases": t.phases.all()},
-    )
+    ctx = {"challenge": t.challenge, "task": t, "phases": t.phases.all()}
+    if t.train_dataset_id is not None and can_download_training_data(request.user, t.challenge):
+        from .datafiles import training_cases
+
+        ctx["preview_cases"] = [r["image_name"] for r in training_cases(t)[:PREVIEW_LIST]]
+    if is_organizer(request.user, t.challenge):
+        from leaderboards.reports import parse_margin, task_plans
+
+        margin, problem = parse_margin(request.GET.get("margin"))
+        ctx.update(organizer=True, margin=margin, margin_problem=problem)
+        ctx["plans"] = task_plans(t, margin)
+    return render(request, "challenges/task_detail.html", ctx)
 
 
 def phase_detail(request, slug: str, task: str, phase: str):
@@ -246,3 +257,53 @@ def training_file(request, slug: str, task: str, name: str):
     if path is None:
         raise Http404("No such file in the training dataset")
     return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+
+
+def _training_case_or_404(t, case: str) -> dict:
+    from .datafiles import training_case
+
+    row = training_case(t, case)
+    if row is None:  # not in the training set, or a hidden test case: never shown
+        raise Http404("No such training case")
+    return row
+
+
+@login_or_token
+def training_case_preview(request, slug: str, task: str, case: str):
+    """RGB and tissue parameter images of one training case (same rule as the download)."""
+    from .datafiles import PREVIEW_KINDS, PREVIEW_TITLES
+
+    t, ds, refused = _training_dataset(request, slug, task)
+    if refused:
+        return refused
+    row = _training_case_or_404(t, case)
+    images = [
+        {
+            "kind": k,
+            "title": PREVIEW_TITLES[k],
+            "url": reverse("task-case-png", args=[slug, task, case, k]),
+        }
+        for k in PREVIEW_KINDS
+    ]
+    ctx = {"challenge": t.challenge, "task": t, "case": row, "images": images}
+    return render(request, "challenges/case_preview.html", ctx)
+
+
+@login_or_token
+def training_case_png(request, slug: str, task: str, case: str, kind: str):
+    """One preview PNG of a training case, rendered once and cached on disk."""
+    from .datafiles import PREVIEW_KINDS, case_preview
+
+    t, ds, refused = _training_dataset(request, slug, task)
+    if refused:
+        return refused
+    if kind not in PREVIEW_KINDS:
+        raise Http404("No such preview")
+    _training_case_or_404(t, case)
+    try:
+        path = case_preview(ds, case, kind)
+    except (KeyError, ValueError, OSError) as exc:
+        raise Http404(f"No preview for this case ({type(exc).__name__})") from None
+    response = FileResponse(open(path, "rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response

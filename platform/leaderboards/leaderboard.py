@@ -54,6 +54,67 @@ def _local_fragment(req: _Fragment) -> str:
     return html
 
 
+#: Plain names of the engine's models (evaluator.ranking.lmm.MODELS).
+MODEL_NAMES: dict[str, str] = {
+    "full": "linear mixed model (random effects for subject, image within subject and "
+    "subject \u00d7 method)",
+    "no_sm": "simplified mixed model without the subject \u00d7 method term (random effects "
+    "for subject and image within subject)",
+    "no_case": "simplified mixed model with a subject random effect only",
+    "case_only": "mixed model with an image random effect (one subject only)",
+    "paired_means": "fallback without a mixed model: plain method means with a cluster-robust "
+    "(sandwich) covariance over subjects",
+    "identical": "no model: every method has the same score on every image",
+    "none": "no model: a single image leaves no uncertainty to estimate",
+}
+#: The tests of a ranking in plain words, by ModelInfo.ddf.
+TEST_WORDS: dict[str, str] = {
+    "satterthwaite": "t tests and intervals with Satterthwaite degrees of freedom",
+    "wald": "Wald z tests and intervals (normal reference, no small-sample correction)",
+    "cluster": "t tests and intervals with (subjects \u2212 1) degrees of freedom on a "
+    "cluster-robust covariance",
+    "none": "no tests",
+}
+#: Below this many test subjects a phase carries a visible small-sample warning.
+MIN_SUBJECTS = 6
+
+
+def describe_model(result: dict | None, alpha: float | None = None) -> dict[str, Any]:
+    """What the pages say about the model a ranking actually used, from a stored result
+    (``RankingResult.to_dict()``): its plain name, the test, whether and why it fell back
+    from the full mixed model, and the small-sample warning."""
+    result = result or {}
+    model = result.get("model") or {}
+    name = model.get("model")
+    methods = result.get("methods") or []
+    dfs = [m.get("df") for m in methods if m.get("df") is not None]
+    ddf = model.get("ddf") or ("satterthwaite" if dfs else None)  # None: stored before df
+    if name in ("identical", "none") or not name:
+        ddf = "none"
+    test = TEST_WORDS.get(ddf) or model.get("test") or TEST_WORDS["wald"]
+    reason = model.get("fallback_reason")
+    if not reason and name not in (None, "full", "identical", "none"):
+        fallbacks = model.get("fallbacks") or []
+        reason = fallbacks[-1] if fallbacks else None
+        if name == "case_only" and not reason:
+            reason = "the phase has a single test subject"
+    n_subjects = result.get("n_subjects")
+    return {
+        "key": name,
+        "name": MODEL_NAMES.get(name, name or "no ranking model"),
+        "fallback": name not in (None, "full", "identical", "none"),
+        "reason": reason,
+        "test": test,
+        "ddf": ddf or "wald",
+        "df_min": min(dfs) if dfs else None,
+        "df_max": max(dfs) if dfs else None,
+        "warnings": list(model.get("fit_warnings") or []),
+        "n_subjects": n_subjects,
+        "small_sample": n_subjects is not None and 0 < n_subjects < MIN_SUBJECTS,
+        "alpha": alpha if alpha is not None else (result.get("settings") or {}).get("alpha"),
+    }
+
+
 def clear_local_cache() -> None:
     _local_fragment.cache_clear()
 
@@ -140,7 +201,7 @@ def breakdown_tables(
 def fragment_key(snap: RankingSnapshot, vis: str, q: str, sort: str, permalink: bool) -> str:
     # created_at too: primary keys can be reused (e.g. after a rolled-back test transaction).
     raw = f"{snap.phase_id}|{snap.version}|{snap.created_at.isoformat()}|{vis}|{q}|{sort}|{int(permalink)}"
-    return f"lbfrag:v3:{snap.pk}:{hashlib.sha1(raw.encode()).hexdigest()}"
+    return f"lbfrag:v4:{snap.pk}:{hashlib.sha1(raw.encode()).hexdigest()}"
 
 
 def render_fragment(
@@ -192,6 +253,7 @@ def _render(phase, snap, visible: list[dict], *, full, q, sort, permalink) -> st
     links = _sort_links(sort, columns)
     tables = breakdown_tables(snap.breakdowns, rows, phase.task.label_names, primary)
     latest = phase.snapshots.order_by("-version").values_list("version", flat=True).first()
+    model = describe_model((snap.result or {}).get(primary))
     ctx: dict[str, Any] = {
         "phase": phase,
         "task": phase.task,
@@ -201,6 +263,7 @@ def _render(phase, snap, visible: list[dict], *, full, q, sort, permalink) -> st
         "n_visible": len(visible),
         "primary": primary,
         "higher_is_better": HIGHER_IS_BETTER.get(primary, True),
+        "model": model,
         "metric_headers": [{"name": m, "label": m.upper(), "sort": links[m]} for m in columns],
         "full": full,
         "q": q,

@@ -17,7 +17,7 @@ from django.core.cache import cache
 
 from challenges.permissions import can_view_leaderboard
 
-from .leaderboard import breakdown_tables
+from .leaderboard import breakdown_tables, describe_model
 from .models import RankingSnapshot
 from .rows import rows_from_snapshot
 from .services import task_metric
@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 FIGURE_TEXT: dict[str, tuple[str, str]] = {
     "forest": (
-        "Estimated means with 95% confidence intervals",
-        "Each method's typical image score estimated by the mixed model, with its 95% "
-        "confidence interval. Colours mark the tiers: methods in one tier are not "
+        "Model-based means with 95% confidence intervals",
+        "Each method's typical image score estimated by the ranking model (named above), with "
+        "its 95% confidence interval. Colours mark the tiers: methods in one tier are not "
         "significantly worse than the tier's first method.",
     ),
     "blobs": (
@@ -38,7 +38,7 @@ FIGURE_TEXT: dict[str, tuple[str, str]] = {
     ),
     "significance": (
         "Significance map",
-        "Pairwise comparisons of the mixed model, Holm-adjusted over all pairs: the row method "
+        "Pairwise comparisons of the ranking model, Holm-adjusted over all pairs: the row method "
         "is significantly better (or worse) than the column method, or not distinguishable.",
     ),
     "podium": (
@@ -67,23 +67,46 @@ STATISTICS_TEXT = [
     "therefore uses a linear mixed model on the logit of the image scores, with one fixed "
     "effect per method and random effects for the subject, the image within its subject, and "
     "the subject-by-method interaction (a method may suit some subjects better). The estimated "
-    "means are transformed back to the score scale; they describe a typical image and are "
-    "usually closer to the median than to the plain mean.",
-    "All pairs of methods are compared with Wald tests of the model's contrasts and the p-values "
-    "are adjusted with Holm's method, which keeps the chance of any false 'better' claim at or "
-    "below the significance level. Tiers summarise this: walking down the ranking, a method "
-    "opens a new tier when it is significantly worse than the first method of the current tier.",
+    "means are transformed back to the score scale: these model-based means describe a typical "
+    "image and are usually closer to the median than to the raw mean (the plain submission "
+    "score: per organ the mean over subjects of each subject's mean, then the mean over organs), "
+    "which the tables show beside them.",
+    "{comparisons} The p-values are adjusted with Holm's method, which keeps the chance of any "
+    "false 'better' claim at or below the significance level. Tiers summarise this: walking "
+    "down the ranking, a method opens a new tier when its Holm-adjusted p against the first "
+    "method of the current tier (shown in the ranking table) is below the significance level.",
     "The stability of the order is checked by a bootstrap that resamples whole subjects with "
     "replacement and ranks the methods in every replicate. The rank interval holds 95% of those "
     "ranks; Kendall's tau measures how similar each replicate's order is to the full ranking.",
     "For comparison with other challenges the challengeR schemes are shown: mean then rank, "
     "median then rank, rank then mean, and test then rank (one-sided Wilcoxon signed-rank tests "
     "over images, Holm-adjusted; these treat images as independent).",
-    "Limits: the Wald tests have no small-sample correction and are optimistic with few "
-    "subjects (the engine warns below 10); scores of exactly 0 or 1 are clipped before the "
-    "logit, so results for them depend on the clipping constant; Holm controls errors within one "
-    "metric and task, not across them.",
+    "Limits: {limits}scores of exactly 0 or 1 are clipped before the logit, so results for them "
+    "depend on the clipping constant; Holm controls errors within one metric and task, not "
+    "across them.",
 ]
+COMPARISONS = {
+    "t": "All pairs of methods are compared with t tests of the model's contrasts, with "
+    "Satterthwaite degrees of freedom (as R's lmerTest): with few subjects the degrees of "
+    "freedom are small and intervals honestly wide; the confidence intervals of the means use "
+    "the same t reference.",
+    "cluster": "The full mixed model could not be fitted, so methods are compared on their "
+    "plain means with a cluster-robust covariance over subjects and t tests with (subjects - 1) "
+    "degrees of freedom.",
+    "z": "All pairs of methods are compared with Wald z tests of the model's contrasts (this "
+    "ranking was made without a small-sample correction).",
+}
+LIMITS = {
+    "t": "",
+    "cluster": "",
+    "z": "the Wald z tests have no small-sample correction and are optimistic with few subjects; ",
+}
+
+
+def statistics_text(model: dict[str, Any] | None = None) -> list[str]:
+    """The plain-words methods section, saying which test this ranking actually used."""
+    kind = {"satterthwaite": "t", "cluster": "cluster"}.get((model or {}).get("ddf"), "z")
+    return [p.format(comparisons=COMPARISONS[kind], limits=LIMITS[kind]) for p in STATISTICS_TEXT]
 
 
 def full_snapshot(snap: RankingSnapshot | None) -> RankingSnapshot | None:
@@ -134,7 +157,7 @@ def phase_report_context(phase, snap: RankingSnapshot | None) -> dict[str, Any]:
         "challenge": phase.challenge,
         "snapshot": snap,
         "dataset": dataset_summary(phase),
-        "statistics_text": STATISTICS_TEXT,
+        "statistics_text": statistics_text(),
     }
     if snap is None:
         return ctx
@@ -142,7 +165,12 @@ def phase_report_context(phase, snap: RankingSnapshot | None) -> dict[str, Any]:
     rows = rows_from_snapshot(snap.rows, primary)
     primary = rows[0].primary_metric if rows else primary
     res = snap.result.get(primary) or {}
+    model_desc = describe_model(res)
     ctx.update(
+        model_desc=model_desc,
+        statistics_text=statistics_text(model_desc),
+        contrasts=contrast_rows(res),
+        plan=plan_for_result(res),
         rows=rows,
         primary=primary,
         metric_names=[m.upper() for m in rows[0].metric_names] if rows else [primary.upper()],
@@ -164,6 +192,64 @@ def phase_report_context(phase, snap: RankingSnapshot | None) -> dict[str, Any]:
         breakdowns=breakdown_tables(snap.breakdowns, rows, phase.task.label_names, primary),
     )
     return ctx
+
+
+def contrast_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's table of pairwise comparisons (model scale), with their df."""
+    return [
+        {**c, "df": c.get("df"), "test_stat": c.get("t", c.get("z"))}
+        for c in result.get("contrasts") or []
+    ]
+
+
+def plan_for_result(result: dict[str, Any], margin: float | None = None) -> dict[str, Any] | None:
+    """Test-set planning from the ranking's variance components (evaluator.ranking.power):
+    None when the ranking used no mixed model, a dict with ``error`` when no plan fits."""
+    from evaluator.ranking.power import DEFAULT_MARGIN, plan_from_result
+
+    if not result or not (result.get("model") or {}).get("variance_components"):
+        return None
+    try:
+        plan = plan_from_result(result, margin=DEFAULT_MARGIN if margin is None else margin)
+    except ValueError as exc:
+        return {"error": str(exc), "margin": margin or DEFAULT_MARGIN}
+    return {**plan.to_dict(), "enough": plan.enough, "metric": result.get("metric", "")}
+
+
+def parse_margin(raw: str | None) -> tuple[float, str | None]:
+    """The planning margin from a form value: (margin, problem or None); default 0.05."""
+    from evaluator.ranking.power import DEFAULT_MARGIN
+
+    if raw in (None, ""):
+        return DEFAULT_MARGIN, None
+    try:
+        margin = float(raw)
+    except (TypeError, ValueError):
+        return DEFAULT_MARGIN, f"the margin must be a number, got {raw!r}"
+    if not 0 < margin < 1:
+        return DEFAULT_MARGIN, "the margin must lie between 0 and 1"
+    return margin, None
+
+
+def task_plans(task, margin: float) -> list[dict[str, Any]]:
+    """Test-set planning for every phase of a task with a ranking (organizer view): each
+    phase's latest snapshot, its primary metric's variance components."""
+    primary = task_metric(task)[0]
+    out = []
+    for phase in sorted(task.phases.all(), key=lambda p: (p.order, p.pk)):
+        snap = RankingSnapshot.objects.filter(phase=phase).order_by("-version").first()
+        if snap is None:
+            continue
+        res = (snap.result or {}).get(primary) or {}
+        out.append(
+            {
+                "phase": phase,
+                "snapshot": snap,
+                "model": describe_model(res),
+                "plan": plan_for_result(res, margin),
+            }
+        )
+    return out
 
 
 def primary_phase(task, user):

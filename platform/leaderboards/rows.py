@@ -45,13 +45,17 @@ EXPORT_COLUMNS: list[str] = export_columns()
 
 @dataclass(frozen=True)
 class MetricEstimate:
-    """One metric of a row: the mixed-model estimate, its CI and the plain image mean."""
+    """One metric of a row: the model-based mean (the ranking model's estimate for a typical
+    image), its CI and degrees of freedom, the plain image mean, and the raw submission score
+    (evaluator.aggregation's hierarchy: the number breakdowns and status pages show)."""
 
     metric: str
     estimate: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
     mean: float | None = None
+    score: float | None = None  # raw (hierarchical) mean: image -> subject -> label -> submission
+    df: float | None = None  # degrees of freedom of the CI (None: normal reference)
 
     @property
     def name(self) -> str:
@@ -89,6 +93,7 @@ class LeaderboardRow:
     tier: int | None = None
     rank_interval: tuple[int | None, int | None] = (None, None)
     rank_median: float | None = None
+    tier_test: Mapping[str, Any] | None = None  # the contrast that decided the tier (see services)
     scheme_ranks: Mapping[str, int] = field(default_factory=dict)
     n_cases: int = 0
     n_failed: int = 0
@@ -145,7 +150,17 @@ class LeaderboardRow:
         metrics = []
         for m in names:
             low, high = _pair(d.get(f"{m}_ci"))
-            metrics.append(MetricEstimate(m, d.get(m), low, high, d.get(f"{m}_mean")))
+            metrics.append(
+                MetricEstimate(
+                    m,
+                    d.get(m),
+                    low,
+                    high,
+                    d.get(f"{m}_mean"),
+                    d.get(f"{m}_score"),
+                    d.get(f"{m}_df"),
+                )
+            )
         low, high = _pair(d.get("rank_interval"))
         return cls(
             submission_id=int(d["submission_id"]),
@@ -157,6 +172,7 @@ class LeaderboardRow:
             tier=_int(d.get("tier")),
             rank_interval=(_int(low), _int(high)),
             rank_median=d.get("rank_median"),
+            tier_test=d.get("tier_test"),
             scheme_ranks=dict(d.get("scheme_ranks") or {}),
             n_cases=int(d.get("n_cases") or 0),
             n_failed=int(d.get("n_failed") or 0),
@@ -182,9 +198,12 @@ class LeaderboardRow:
             out[m.metric] = m.estimate
             out[f"{m.metric}_ci"] = [m.ci_low, m.ci_high]
             out[f"{m.metric}_mean"] = m.mean
+            out[f"{m.metric}_score"] = m.score
+            out[f"{m.metric}_df"] = m.df
         out.update(
             rank_interval=list(self.rank_interval),
             rank_median=self.rank_median,
+            tier_test=dict(self.tier_test) if self.tier_test else None,
             scheme_ranks=dict(self.scheme_ranks),
             n_cases=self.n_cases,
             n_failed=self.n_failed,

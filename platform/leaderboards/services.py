@@ -308,6 +308,8 @@ def _rows(
     """Rank, tier and rank interval from the primary metric's ranking; every metric's
     estimate alongside. Sorted by rank, then by the primary estimate in its direction."""
     by_metric = {m: {r["method"]: r for r in res.get("methods", [])} for m, res in results.items()}
+    raw = {m: submission_scores(subs, m) for m in metrics} if subs else {}
+    tier_tests = tier_decisions(results.get(primary) or {})
     rows = []
     for s in subs:
         label = method_label(s)
@@ -318,7 +320,13 @@ def _rows(
             e = by_metric.get(m, {}).get(label, {})
             estimates.append(
                 MetricEstimate(
-                    m, e.get("estimate"), e.get("ci_low"), e.get("ci_high"), e.get("mean")
+                    m,
+                    e.get("estimate"),
+                    e.get("ci_low"),
+                    e.get("ci_high"),
+                    e.get("mean"),
+                    raw.get(m, {}).get(s.pk),
+                    e.get("df"),
                 )
             )
         rows.append(
@@ -333,6 +341,7 @@ def _rows(
                 tier=p.get("tier"),
                 rank_interval=(p.get("boot_rank_low"), p.get("boot_rank_high")),
                 rank_median=p.get("boot_rank_median"),
+                tier_test=tier_tests.get(label),
                 scheme_ranks=p.get("scheme_ranks", {}),
                 n_cases=int(len(sub_df)),
                 n_failed=int((~sub_df["ok"].astype(bool)).sum()) if len(sub_df) else 0,
@@ -344,6 +353,32 @@ def _rows(
     best_first = agg.sort_key(primary)
     rows.sort(key=lambda r: (r.rank is None, r.rank or 0, best_first(r.estimate), r.submission_id))
     return rows
+
+
+def tier_decisions(result: dict) -> dict[str, dict[str, Any]]:
+    """For each method, the Holm-adjusted contrast that placed it in its tier (the engine's
+    rule, evaluator.ranking.engine.assign_tiers): walking down the ranking, the comparison
+    with the current tier's first method ("leader") or with the method above ("adjacent").
+    A method that opened a new tier shows the significant comparison with the previous tier's
+    first method. The leaderboard shows these, so a tier is read off the numbers on the page."""
+    methods = [m["method"] for m in result.get("methods", [])]
+    tiers = {m["method"]: m.get("tier") for m in result.get("methods", [])}
+    con = {(c["method_a"], c["method_b"]): c for c in result.get("contrasts", [])}
+    rule = (result.get("settings") or {}).get("tier_rule", "leader")
+    out: dict[str, dict[str, Any]] = {}
+    head = methods[0] if methods else None
+    for pos, m in enumerate(methods[1:], start=1):
+        ref = head if rule == "leader" else methods[pos - 1]
+        c = con.get((ref, m)) or con.get((m, ref)) or {}
+        out[m] = {
+            "vs": ref,
+            "p_holm": c.get("p_holm"),
+            "df": c.get("df"),
+            "new_tier": tiers.get(m) != tiers.get(ref),
+        }
+        if tiers.get(m) != tiers.get(ref):
+            head = m
+    return out
 
 
 def _changes(old: list[dict], new: list[dict]) -> list[str]:

@@ -64,6 +64,16 @@ def snapshot_page(request, slug, task, phase, version: int):
 
 # Export columns and values: rows.LeaderboardRow (EXPORT_COLUMNS for a default task).
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula (team and method names are typed
+    by participants) gets a leading single quote; numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
 
 @cache_control(private=True, max_age=30)  # rows depend on the viewer: never a shared cache
 @vary_on_cookie
@@ -81,14 +91,15 @@ def export(request, slug, task, phase, fmt: str):
     if fmt == "json":
         payload = {"phase": str(p), "version": snap.version if snap else None,
                    "created_at": snap.created_at.isoformat() if snap else None,
-                   "primary_metric": primary, "rows": [r.to_export() for r in rows]}  # fmt: skip
+                   "primary_metric": primary, "scored_classes": p.task.scored_classes,
+                   "rows": [r.to_export() for r in rows]}  # fmt: skip
         resp = JsonResponse(payload)
     else:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=columns_for(rows, primary))
         w.writeheader()
         for r in rows:
-            w.writerow(r.to_export())
+            w.writerow({k: spreadsheet_safe(v) for k, v in r.to_export().items()})
         resp = HttpResponse(buf.getvalue(), content_type="text/csv")
     resp["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
     return resp

@@ -37,7 +37,20 @@ def check_workers() -> dict:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300], "workers": []}
     for w in alive:
         w["last_seen"] = w["last_seen"].isoformat()
+        w["sandbox"] = _sandbox_report(w["hostname"])
     return {"ok": bool(alive), "workers": alive, "stale_after_s": stale_seconds()}
+
+
+def _sandbox_report(hostname: str) -> dict | None:
+    """What bounds sandboxed runs on that worker, as it reported at start (ops.signals)."""
+    from django.core.cache import cache
+
+    from .signals import SANDBOX_CACHE_KEY
+
+    try:
+        return cache.get(SANDBOX_CACHE_KEY.format(hostname=hostname))
+    except Exception:  # noqa: BLE001 - informative only
+        return None
 
 
 def health_report(workers: bool = True) -> tuple[bool, dict]:

@@ -12,6 +12,42 @@ from celery.signals import worker_ready, worker_shutdown
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
+SANDBOX_CACHE_KEY = "worker-sandbox:{hostname}"
+REFUSED_EXIT = 78  # EX_CONFIG
+
+
+def report_sandbox(hostname: str, queues: str) -> dict | None:
+    """Log (and cache, for /healthz) what bounds sandboxed runs on this worker. An evaluation
+    worker whose sandbox does not bound the whole process tree exits when
+    SANDBOX_REQUIRE_BOUNDED (production) is on."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    if "evaluation" not in queues.split(","):
+        return None
+    from evaluator.sandbox import ProductionRefused, mechanism, require_bounded
+
+    backend = settings.SANDBOX_BACKEND
+    found = mechanism(backend)
+    log.info(
+        "sandbox: backend=%s limits=%s bounds_tree=%s seccomp=%s",
+        backend,
+        found["limits"],
+        found["bounds_tree"],
+        found["seccomp"],
+    )
+    try:
+        cache.set(SANDBOX_CACHE_KEY.format(hostname=hostname), found, None)
+    except Exception:  # noqa: BLE001 - informative only
+        log.warning("could not cache the sandbox report")
+    if settings.SANDBOX_REQUIRE_BOUNDED:
+        try:
+            require_bounded(backend)
+        except ProductionRefused as exc:
+            log.critical("refusing to start: %s", exc)
+            logging.shutdown()
+            os._exit(REFUSED_EXIT)
+    return found
 
 
 def _hostname(sender) -> str:
@@ -52,6 +88,7 @@ def start_heartbeat(sender=None, **kwargs) -> None:
     except Exception:  # noqa: BLE001 - informative only
         queues = ""
     started = timezone.now()
+    report_sandbox(hostname, queues)
 
     def loop() -> None:
         while not _stop.is_set():

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator, URLValidator
 from django.db import models
 from django.urls import reverse
 
 from challenges.models import Phase, Team
+
+# Length limits of participant text (docs/security.md, "Web"); forms, the API serializer and
+# services.validate_submission_text apply them too.
+METHOD_NAME_MAX = 100
+DESCRIPTION_MAX = 10000
+PAPER_URL_MAX = 500
+MESSAGE_TEXT_MAX = 500
+MESSAGE_LINK_MAX = 300
+# A paper or code link is a link: http(s) only (no javascript:, data:, file:).
+http_url_validator = URLValidator(schemes=["http", "https"])
 
 
 class Status(models.TextChoices):
@@ -33,9 +44,13 @@ class Submission(models.Model):
         Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    method_name = models.CharField(max_length=100)
-    description = models.TextField(blank=True)
-    paper_url = models.URLField(blank=True)
+    method_name = models.CharField(max_length=METHOD_NAME_MAX)
+    description = models.TextField(
+        blank=True, max_length=DESCRIPTION_MAX, validators=[MaxLengthValidator(DESCRIPTION_MAX)]
+    )
+    paper_url = models.URLField(
+        blank=True, max_length=PAPER_URL_MAX, validators=[http_url_validator]
+    )
     model_path = models.CharField(max_length=500)
     original_name = models.CharField(max_length=255)
     size_bytes = models.BigIntegerField(default=0)
@@ -79,8 +94,17 @@ class Submission(models.Model):
         return self.status in FINAL
 
     @property
+    def progress_done_shown(self) -> int:
+        """progress_done within 0..progress_total: the counter is fed by evaluation events,
+        which a model can flood; what pages and the API show never leaves the range."""
+        return max(0, min(self.progress_done, self.progress_total))
+
+    @property
     def progress_percent(self) -> int:
-        return int(100 * self.progress_done / self.progress_total) if self.progress_total else 0
+        """0..100, whatever the counters say."""
+        if not self.progress_total:
+            return 0
+        return int(100 * self.progress_done_shown / self.progress_total)
 
 
 class Chunk(models.Model):
@@ -153,9 +177,17 @@ class Message(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    text = models.CharField(max_length=500)
-    link = models.CharField(max_length=300, blank=True)
+    text = models.CharField(max_length=MESSAGE_TEXT_MAX)
+    link = models.CharField(max_length=MESSAGE_LINK_MAX, blank=True)
     read = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
+
+    def save(self, *args, **kwargs):
+        # Texts quote participant input (method names, failure reasons): SQLite does not
+        # enforce max_length, so clip here rather than store unbounded text.
+        if len(self.text) > MESSAGE_TEXT_MAX:
+            self.text = self.text[: MESSAGE_TEXT_MAX - 1] + "…"
+        self.link = self.link[:MESSAGE_LINK_MAX]
+        super().save(*args, **kwargs)

@@ -12,18 +12,28 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from challenges.models import Membership, Phase, Registration, Team, audit
 from challenges.permissions import can_cancel_submission, can_choose_submission, is_organizer
 
-from .models import ACTIVE, Message, Status, Submission
+from .models import (
+    ACTIVE,
+    DESCRIPTION_MAX,
+    METHOD_NAME_MAX,
+    PAPER_URL_MAX,
+    Message,
+    Status,
+    Submission,
+    http_url_validator,
+)
 from .selectors import entry_group, owner_submissions, team_of
 from .storage import UploadError, discard, store_upload
 
 PLATFORM_ERROR = "platform_error"
+TEAM_NAME_MAX = 100  # Team.name's max_length (challenges.models)
 
 
 class SubmissionRefused(ValueError):
@@ -112,12 +122,34 @@ def check_can_submit(phase: Phase, user) -> None:
         )
 
 
+def validate_submission_text(method_name: str, description: str, paper_url: str) -> None:
+    """Refuse over-long texts and links that are not http(s) (page, API and scripts alike)."""
+    if len(method_name) > METHOD_NAME_MAX:
+        raise SubmissionRefused(f"the method name is longer than {METHOD_NAME_MAX} characters")
+    if len(description) > DESCRIPTION_MAX:
+        raise SubmissionRefused(
+            f"the description has {len(description)} characters; at most {DESCRIPTION_MAX}"
+        )
+    if paper_url:
+        if len(paper_url) > PAPER_URL_MAX:
+            raise SubmissionRefused(f"the paper or code link is longer than {PAPER_URL_MAX}")
+        try:
+            http_url_validator(paper_url)
+        except ValidationError as exc:
+            raise SubmissionRefused(
+                "the paper or code link must be an http:// or https:// address"
+            ) from exc
+
+
 def join_challenge(challenge, user) -> Registration:
     reg, _ = Registration.objects.get_or_create(challenge=challenge, user=user)
     return reg
 
 
 def create_team(challenge, user, name: str) -> Team:
+    name = name.strip()
+    if not name or len(name) > TEAM_NAME_MAX:
+        raise SubmissionRefused(f"a team name has 1 to {TEAM_NAME_MAX} characters")
     if team_of(user, challenge):
         raise SubmissionRefused("you are already in a team of this challenge")
     with transaction.atomic():
@@ -156,6 +188,8 @@ def submit(
     """Store the upload, sniff its format (never load it) and queue the evaluation."""
     from evaluator.modelformats import ModelFormatError, inspect_model
 
+    method_name = method_name.strip()
+    validate_submission_text(method_name, description, paper_url)
     check_can_submit(phase, user)
     try:
         path, size, sha = store_upload(chunks, original_name, phase.max_upload_mb * 2**20)
@@ -179,7 +213,7 @@ def submit(
             phase=phase,
             user=user,
             team=team_of(user, phase.challenge),
-            method_name=method_name.strip()[:100] or Path(original_name).stem[:100],
+            method_name=method_name or Path(original_name).stem[:METHOD_NAME_MAX],
             description=description,
             paper_url=paper_url,
             model_path=str(path),

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpResponseForbidden, JsonResponse
+from django.http import Http404, HttpResponseForbidden, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -19,20 +19,34 @@ from challenges.permissions import (
 )
 from challenges.selectors import get_phase_for
 from xenobench.ratelimit import ratelimit
+from xenobench.uploads import upload_limit, upload_refused
 
 from . import selectors, services
 from .models import Submission
 
 
+def phase_upload_mb(request, slug: str, task: str, phase: str, **_) -> int | None:
+    """The phase's upload cap, read before the body (UploadLimitMiddleware). A phase the user
+    may not see keeps the global cap, so the answer tells nothing about it."""
+    try:
+        return get_phase_for(request.user, slug, task, phase).max_upload_mb
+    except Http404:
+        return None
+
+
+@upload_limit(phase_upload_mb)
 @login_required
 @ratelimit("upload", limit=20, per_seconds=3600)
 def submit(request, slug: str, task: str, phase: str):
     p = get_phase_for(request.user, slug, task, phase)
     quota = services.quota_for(p, request.user)
     error = None
+    status = 200
     if request.method == "POST":
         upload = request.FILES.get("model")
-        if upload is None:
+        if too_large := upload_refused(request):
+            error, status = too_large, 413
+        elif upload is None:
             error = "choose a model file (.onnx, .pt, .pt2 or a container .tar)"
         else:
             try:
@@ -48,7 +62,7 @@ def submit(request, slug: str, task: str, phase: str):
                 messages.success(request, f"Submission #{sub.pk} queued.")
                 return redirect(sub)
             except services.SubmissionRefused as exc:
-                error = str(exc)
+                error, status = str(exc), 400
     try:
         services.check_can_submit(p, request.user)
         blocked = None
@@ -62,7 +76,9 @@ def submit(request, slug: str, task: str, phase: str):
         "error": error,
         "blocked": blocked,
     }
-    return render(request, "submissions/submit.html", ctx, status=400 if error else 200)
+    if error and status == 200:
+        status = 400
+    return render(request, "submissions/submit.html", ctx, status=status)
 
 
 def _get_submission(request, pk: int) -> Submission:
@@ -75,7 +91,7 @@ def status_payload(request, sub: Submission) -> dict:
         "status": sub.status,
         "status_display": sub.get_status_display(),
         "reason": sub.status_reason,
-        "progress_done": sub.progress_done,
+        "progress_done": sub.progress_done_shown,
         "progress_total": sub.progress_total,
         "progress_percent": sub.progress_percent,
         "final": sub.is_final,

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "csp",
     "accounts",
     "ops",
     "challenges",
@@ -67,11 +68,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before CsrfViewMiddleware: its process_view reads request.POST, i.e. the whole body.
+    "xenobench.uploads.UploadLimitMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -93,7 +97,9 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-            ]
+            ],
+            # safe_url and friends (accounts/templatetags/web_safety.py) in every template.
+            "builtins": ["accounts.templatetags.web_safety"],
         },
     }
 ]
@@ -180,8 +186,18 @@ MEDIA_ROOT = DATA_ROOT / "media"
 UPLOAD_ROOT = DATA_ROOT / "uploads"
 DATASETS_ROOT = DATA_ROOT / "datasets"
 FILE_UPLOAD_TEMP_DIR = None
+# Web limits (docs/security.md, "Web"). Uploads are capped while they stream
+# (xenobench/uploads.py): a Content-Length above the cap is refused before the body is read.
 MAX_UPLOAD_MB = int(os.environ.get("MAX_UPLOAD_MB", "2048"))
+# Multipart overhead allowed on top of a file cap (field names, boundaries, small fields).
+UPLOAD_FORM_OVERHEAD_BYTES = int(os.environ.get("UPLOAD_FORM_OVERHEAD_BYTES", str(64 * 1024)))
+# Non-file request bodies (forms, JSON): Django refuses larger ones with 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("MAX_REQUEST_BODY_KB", "1024")) * 1024
+API_JSON_MAX_DEPTH = int(os.environ.get("API_JSON_MAX_DEPTH", "32"))
 SANDBOX_BACKEND = os.environ.get("SANDBOX_BACKEND", "bwrap")
+# Evaluation workers refuse to start unless the sandbox bounds a run's whole process tree
+# (a per-run cgroup) and filters system calls (seccomp); on by default in production.
+SANDBOX_REQUIRE_BOUNDED = env_bool("SANDBOX_REQUIRE_BOUNDED", PRODUCTION)
 
 # --- i18n -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -198,8 +214,41 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Size- and depth-limited JSON (400, never 500); multipart/form for uploads.
+    "DEFAULT_PARSER_CLASSES": [
+        "api.parsers.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {"TITLE": "XenoBench API", "VERSION": "1", "SERVE_INCLUDE_SCHEMA": False}
+
+# --- browser security (docs/security.md, "Web") ---------------------------------------------
+# Scripts only from this site (no inline script, no eval); styles may be inline (figures are
+# SVG with style attributes). The API docs page widens script/style to its CDN (xenobench/urls.py).
+from csp.constants import NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# /healthz shows database/broker/worker details to staff only; an operator whose /healthz is
+# reachable from a private network only may show them to everybody.
+HEALTHZ_PUBLIC_DETAILS = env_bool("HEALTHZ_PUBLIC_DETAILS", False)
 
 LOGGING = {
     "version": 1,
@@ -223,9 +272,18 @@ if PRODUCTION:
         raise ImproperlyConfigured("Production settings refused: " + "; ".join(problems))
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+    SESSION_COOKIE_HTTPONLY = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # Browsers keep to https for this long once they saw the site over https.
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
     if env_bool("SECURE_PROXY_SSL", False):  # behind a TLS-terminating proxy that sets it
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Redirect http to https (on by default behind the proxy); container health checks call
+    # /healthz over plain http from inside, so it is exempt.
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", env_bool("SECURE_PROXY_SSL", False))
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

@@ -1,7 +1,8 @@
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import views as account_views
 from challenges import views as cv
@@ -13,6 +14,12 @@ from xenobench.ratelimit import ratelimit
 
 login_view = ratelimit("login", limit=10, per_seconds=300)(auth_views.LoginView.as_view())
 P = "c/<slug:slug>/<slug:task>/<slug:phase>/"
+# Swagger UI: its start script is served from this site (split view: no inline script); its
+# bundle and stylesheet come from the CDN, allowed on this page only.
+SWAGGER_CDN = "https://cdn.jsdelivr.net"
+api_docs = csp_update(
+    {"script-src": [SWAGGER_CDN], "style-src": [SWAGGER_CDN], "img-src": [SWAGGER_CDN]}
+)(SpectacularSwaggerSplitView.as_view(url_name="api-schema"))
 
 urlpatterns = [
     path("", cv.home, name="home"),
@@ -39,6 +46,16 @@ urlpatterns = [
     path(P + "ranking.json", lv.snapshot_json, name="phase-ranking-json"),
     # After the phase routes: a phase called "files" keeps its pages.
     path("c/<slug:slug>/<slug:task>/files/<path:name>", cv.training_file, name="task-data-file"),
+    path(
+        "c/<slug:slug>/<slug:task>/data/<str:case>/preview",
+        cv.training_case_preview,
+        name="task-case-preview",
+    ),
+    path(
+        "c/<slug:slug>/<slug:task>/data/<str:case>/<str:kind>.png",
+        cv.training_case_png,
+        name="task-case-png",
+    ),
     path("submissions/", sv.my_submissions, name="my-submissions"),
     path("submissions/<int:pk>/", sv.submission_detail, name="submission-detail"),
     path("submissions/<int:pk>/status", sv.submission_status, name="submission-status"),
@@ -47,5 +64,5 @@ urlpatterns = [
     path("inbox/", sv.inbox, name="inbox"),
     path("api/", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", api_docs, name="api-docs"),
 ]

@@ -134,3 +134,116 @@ def test_geometric_augmentation_keeps_pairs_aligned(shape) -> None:
         assert l2.shape == shape and c2.shape == (h, w, 4)
         np.testing.assert_array_equal(c2[..., 0], l2)
         assert c2.flags.c_contiguous
+
+
+# --- htc projection-matrix files ---------------------------------------------------------------
+def _htc_matrix_file(path, variables: dict[str, np.ndarray]):
+    """What htc's compress_file writes for a dict: pickle.dump({name: (shape, dtype, n_bytes)})
+    followed by one blosc buffer per array."""
+    import pickle
+
+    import blosc2
+
+    buffers = {
+        k: blosc2.compress(np.ascontiguousarray(v).tobytes(), typesize=v.dtype.itemsize)
+        for k, v in variables.items()
+    }
+    header = {k: (v.shape, v.dtype, len(buffers[k])) for k, v in variables.items()}
+    path.write_bytes(pickle.dumps(header) + b"".join(buffers[k] for k in variables))
+    return path
+
+
+def test_htc_projection_matrices_load_and_apply_like_htc(tmp_path) -> None:
+    from datasets.labels import DEFAULT_LABEL_MAPPING as mapping
+
+    rng = np.random.default_rng(0)
+    c = 100
+    kidney, liver = mapping.index_of("kidney"), mapping.index_of("liver")
+    mats = {
+        "kidney": (np.eye(c, c + 1) + 0.01 * rng.standard_normal((3, c, c + 1))).astype(np.float32),
+        "liver": (np.eye(c, c + 1) + 0.01 * rng.standard_normal((2, c, c + 1))).astype(np.float32),
+    }
+    name = "weights+bias_malperfusion_pig_kidney=P091,P095.blosc"
+    path = _htc_matrix_file(tmp_path / name, mats)
+    loaded = load_transforms(path)
+    assert set(loaded) == {kidney, liver}
+    np.testing.assert_array_equal(loaded[kidney], mats["kidney"])
+    assert set(load_transforms(path, labels=["kidney"])) == {kidney}
+
+    cube = _l1_cube(rng, 8, 9, c)
+    labels = np.full((8, 9), mapping.index_of("colon"), np.uint8)
+    labels[:4] = kidney
+    labels[6:, :3] = liver
+    out = apply_physiology_augmentation(
+        cube, labels, loaded, [kidney, liver], p=1.0, rng=np.random.default_rng(5)
+    )
+    # By hand, with htc's order of draws: the p draw, then per label present (ascending
+    # index) a matrix index and an interpolation weight; then L1 normalisation.
+    draws = np.random.default_rng(5)
+    draws.random()
+    expected = cube.copy()
+    for label, key in sorted(((kidney, "kidney"), (liver, "liver"))):
+        T = mats[key][int(draws.integers(len(mats[key])))].astype(np.float64)
+        w = float(np.float32(draws.random()))
+        mask = labels == label
+        x = cube[mask].astype(np.float64)
+        y = x + w * (x @ T[:, :c] + T[:, c] - x)
+        expected[mask] = y / np.abs(y).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
+    colon = labels == mapping.index_of("colon")
+    np.testing.assert_array_equal(out[colon], cube[colon])
+    assert not np.array_equal(out[labels == kidney], cube[labels == kidney])
+
+
+def test_htc_weights_only_and_bias_only_files(tmp_path) -> None:
+    c = 100
+    w = np.stack([np.eye(c, dtype=np.float32) * 2])
+    b = np.full((1, c), 0.5, np.float32)
+    only_w = load_transforms(_htc_matrix_file(tmp_path / "weights_x.blosc", {"kidney": w}))
+    only_b = load_transforms(_htc_matrix_file(tmp_path / "bias_x.blosc", {"kidney": b}))
+    x = np.ones((1, c), np.float32)
+    (tw,) = only_w.values()
+    (tb,) = only_b.values()
+    np.testing.assert_array_equal(x @ tw[0, :, :c] + tw[0, :, c], 2 * x)
+    np.testing.assert_array_equal(x @ tb[0, :, :c] + tb[0, :, c], 1.5 * x)
+
+
+def test_htc_files_with_unknown_labels_or_bad_shapes_are_refused(tmp_path) -> None:
+    c = 100
+    good = np.zeros((1, c, c + 1), np.float32)
+    path = _htc_matrix_file(tmp_path / "weights+bias_a.blosc", {"heart": good, "kidney": good})
+    with pytest.raises(ValueError, match="heart"):
+        load_transforms(path)
+    assert len(load_transforms(path, labels=["kidney"])) == 1
+    bad = _htc_matrix_file(tmp_path / "weights+bias_b.blosc", {"kidney": np.zeros((1, c, c))})
+    with pytest.raises(ValueError, match="projection mode"):
+        load_transforms(bad)
+
+
+class _Payload:
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):  # what a crafted file would ask pickle to run
+        import builtins
+
+        return (builtins.open, (self.marker, "w"))
+
+
+def test_malicious_projection_file_is_refused_without_running_it(tmp_path) -> None:
+    import pickle
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "weights+bias_evil.blosc"
+    path.write_bytes(pickle.dumps({"kidney": _Payload(marker)}) + b"\0" * 64)
+    with pytest.raises(ValueError, match="not an htc projection-matrix file"):
+        load_transforms(path)
+    assert not marker.exists()
+    # a plain array file (not a dict of matrices) is refused too
+    single = tmp_path / "weights+bias_single.blosc"
+    arr = np.zeros((2, 3), np.float32)
+    import blosc2
+
+    single.write_bytes(pickle.dumps((arr.shape, arr.dtype)) + blosc2.compress(arr.tobytes()))
+    with pytest.raises(ValueError):
+        load_transforms(single)

@@ -11,6 +11,7 @@ import torch
 from baselines.augment import load_transforms
 from baselines.cli import main as cli_main
 from baselines.recipes import (
+    ICG_ORGANS,
     RECIPES,
     RecipeSettings,
     cache_key,
@@ -29,11 +30,16 @@ KIDNEY = DEFAULT_LABEL_MAPPING.index_of("kidney")
 def test_recipes_select_their_species(tiny_dataset) -> None:
     assert set(RECIPES) == {
         "pig_physiological",
+        "rat_physiological",
         "human_physiological",
         "human_xeno_kidney",
+        "human_xeno_kidney_rat",
+        "human_xeno_icg",
         "joint_pig_human",
+        "joint_animals_human",
     }
-    counts = {name: train_recipe(name, tiny_dataset, TINY).n_images for name in RECIPES}
+    names = ("pig_physiological", "human_physiological", "human_xeno_kidney", "joint_pig_human")
+    counts = {name: train_recipe(name, tiny_dataset, TINY).n_images for name in names}
     man = load_manifest(tiny_dataset).table
     phys = man[man.tissue_state == "physiological"]
     n_pig, n_human = (phys.species == "pig").sum(), (phys.species == "human").sum()
@@ -112,3 +118,82 @@ def test_cli_trains_and_exports(tiny_dataset, tmp_path, capsys) -> None:
     with pytest.raises(ValueError):
         bad = ["--data", str(tiny_dataset), "--out", str(tmp_path / "m.pkl")]
         cli_main(["train", "--recipe", "pig_physiological", *bad])
+
+
+def test_icg_recipe_learns_pig_icg_changes_for_abdominal_organs(tiny_animals) -> None:
+    man = load_manifest(tiny_animals)
+    recipe = RECIPES["human_xeno_icg"]
+    assert recipe.xeno_source == "pig" and recipe.xeno_state == "icg"
+    assert set(recipe.xeno_labels) == set(ICG_ORGANS) and len(ICG_ORGANS) == 8
+    fitted = RecipeSettings(**{**TINY.key_dict(), "fit_steps": 100, "max_pairs": 4})
+    transforms, n_pairs = learn_xeno_transforms(man, recipe, fitted)
+    assert n_pairs >= 1 and transforms
+    organs = {DEFAULT_LABEL_MAPPING.index_of(o) for o in ICG_ORGANS}
+    assert set(transforms) <= organs
+    for mats in transforms.values():
+        assert mats.shape[1:] == (100, 101) and np.isfinite(mats).all()
+    # applied to physiological organ spectra, the learned changes lower reflectance near
+    # ICG's 800 nm peak relative to 550 nm (the ICG band, learned from data alone)
+    from baselines.recipes import load_images
+    from datasets.spectral import channel_of
+
+    pig = man.select(species="pig", tissue_state="physiological").image_names
+    ratios = []
+    for cube, labels in load_images(man, pig):
+        for label, mats in transforms.items():
+            if (labels == label).sum() < 4:
+                continue
+            x = cube[labels == label].mean(0)
+            for m in mats:
+                y = x @ m[:, :100] + m[:, 100]
+                ratios.append(
+                    (y[channel_of(800)] / y[channel_of(550)])
+                    / (x[channel_of(800)] / x[channel_of(550)])
+                )
+    assert ratios and np.median(ratios) < 0.97, np.median(ratios)
+    result = train_recipe("human_xeno_icg", tiny_animals, TINY)
+    phys = man.table[(man.table.species == "human") & (man.table.tissue_state == "physiological")]
+    assert result.n_images == len(phys) and result.transforms
+
+
+def test_rat_recipes_run_on_rat_data(tiny_animals, tiny_dataset, capsys) -> None:
+    man = load_manifest(tiny_animals)
+    rat = train_recipe("rat_physiological", tiny_animals, TINY)
+    t = man.table
+    assert rat.n_images == ((t.species == "rat") & (t.tissue_state == "physiological")).sum()
+    xeno = train_recipe("human_xeno_kidney_rat", tiny_animals, TINY)
+    assert set(xeno.transforms) == {KIDNEY} and xeno.n_transform_pairs >= 1
+    joint = train_recipe("joint_animals_human", tiny_animals, TINY)
+    assert joint.n_images == (t.tissue_state == "physiological").sum()
+    # No rat in a dataset: a clear message naming the species, and no traceback from the CLI.
+    with pytest.raises(ValueError, match="no rat physiological images.*species there: human, pig"):
+        train_recipe("rat_physiological", tiny_dataset, TINY)
+    from baselines.cli import run
+
+    flags = ["--data", str(tiny_dataset), "--recipe", "rat_physiological", "--epochs", "1"]
+    assert run(["train", *flags, "--out", str(tiny_dataset.parent / "rat.onnx")]) == 2
+    assert "no rat physiological images" in capsys.readouterr().err
+
+
+def test_cli_learns_transforms_of_any_xeno_recipe(tiny_animals, tmp_path, capsys) -> None:
+    out = tmp_path / "rat.npz"
+    flags = ["--data", str(tiny_animals), "--recipe", "human_xeno_kidney_rat", "--out", str(out)]
+    assert cli_main(["learn-transforms", *flags]) == 0
+    assert set(load_transforms(out)) == {KIDNEY}
+
+
+def test_cache_key_follows_the_simulator(tiny_dataset, tmp_path) -> None:
+    import shutil
+
+    from datasets.simulate import PROVENANCE_NAME
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, copy)
+    assert cache_key("human_physiological", copy, TINY) == cache_key(
+        "human_physiological", tiny_dataset, TINY
+    )
+    provenance = json.loads((copy / PROVENANCE_NAME).read_text())
+    (copy / PROVENANCE_NAME).write_text(json.dumps({**provenance, "simulator": "other"}))
+    assert cache_key("human_physiological", copy, TINY) != cache_key(
+        "human_physiological", tiny_dataset, TINY
+    )

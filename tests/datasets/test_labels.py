@@ -100,3 +100,21 @@ def test_mapped_masks_are_always_valid(raw: np.ndarray) -> None:
     assert np.all(out[raw >= 100] == 255)
     small = raw < len(STUDY_CLASSES)
     assert np.array_equal(out[small], raw[small])
+
+
+def test_default_mapping_is_htcs_study_mapping() -> None:
+    """htc's settings_species.label_mapping: background materials -> background, meso ->
+    small_bowel, every other name outside the 12 classes -> ignore."""
+    from datasets.labels import BACKGROUND_MATERIALS, STUDY_NAME_ALIASES
+
+    m = DEFAULT_LABEL_MAPPING
+    assert len(BACKGROUND_MATERIALS) == 16
+    for name in BACKGROUND_MATERIALS:
+        assert m.index_of(name) == m.index_of("background") == 0, name
+    assert m.index_of("meso") == m.index_of("small_bowel") == 2
+    for name in ("heart", "gallbladder", "fat_visceral", "unlabeled", "overlap", "Metal"):
+        assert m.index_of(name) == m.ignore_index == 255, name
+    assert set(STUDY_NAME_ALIASES) == {*BACKGROUND_MATERIALS, "meso"}
+    raw_names = {0: "background", 1: "metal", 2: "meso", 3: "heart", 4: "kidney", 150: "liver"}
+    raw = np.array([[0, 1, 2], [3, 4, 150]], dtype=np.uint8)
+    np.testing.assert_array_equal(m.map_raw(raw, raw_names), [[0, 0, 2], [255, 6, 255]])

@@ -229,3 +229,72 @@ def test_module_cli_shows_progress(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "simulate" in res.stderr and "cube" in res.stderr  # tqdm bar on stderr
     assert validate_dataset(out) == []
+
+
+def _organ_absorbance(species: str, organ: str, seed: int, nm: float = 560.0) -> float:
+    """Mean absorbance -log10(R) at ``nm`` over an organ's pixels, relative to 800 nm (where
+    haemoglobin absorbs little), so exposure and shading cancel."""
+    img = simulate_image(species, "physiological", 24, 24, seed, organs=[organ], noise=0.0)
+    mask = img.labels == ORGANS.index(organ) + 1
+    r = img.cube[mask].astype(np.float64)
+    return float(np.mean(np.log10(r[:, channel_of(800)]) - np.log10(r[:, channel_of(nm)])))
+
+
+def test_species_differences_come_only_from_the_physiology_table(monkeypatch) -> None:
+    """No hidden species offsets: with the pig's physiology set to the human one, a pig image
+    equals the human image of the same seed; raising the pig's blood volume of one organ
+    raises that organ's absorbance at 560 nm in proportion, and changes nothing else."""
+    import datasets.simulate as sim
+
+    human = dict(sim.ORGAN_PARAMS["human"])
+    monkeypatch.setitem(sim.ORGAN_PARAMS, "pig", dict(human))
+    monkeypatch.setattr(
+        sim, "_SPECIES_PARAMS", {s: sim.species_organ_params(s) for s in sim.ORGAN_PARAMS}
+    )
+    a = simulate_image("pig", "physiological", 20, 24, seed=3, organs=["liver", "kidney"])
+    b = simulate_image("human", "physiological", 20, 24, seed=3, organs=["liver", "kidney"])
+    np.testing.assert_array_equal(a.cube, b.cube)
+
+    base = _organ_absorbance("human", "kidney", seed=4)
+    gains = []
+    for ratio in (1.5, 2.0, 3.0):
+        pig = dict(human, kidney=human["kidney"].with_(blood=human["kidney"].blood * ratio))
+        monkeypatch.setitem(sim.ORGAN_PARAMS, "pig", pig)
+        monkeypatch.setattr(
+            sim, "_SPECIES_PARAMS", {s: sim.species_organ_params(s) for s in sim.ORGAN_PARAMS}
+        )
+        gains.append(_organ_absorbance("pig", "kidney", seed=4) - base)
+        assert _organ_absorbance("pig", "liver", seed=5) == _organ_absorbance(
+            "human", "liver", seed=5
+        )
+    assert 0 < gains[0] < gains[1] < gains[2], gains
+
+
+def test_species_blood_volume_ratio_shows_at_560_nm() -> None:
+    """The literature physiology per species is what separates them: rat organs hold more
+    blood (x haemoglobin) than human ones, pig blood has less haemoglobin; absorbance at 560 nm
+    follows the organ's blood x haemoglobin ratio between species."""
+    from datasets.simulate import species_organ_params
+
+    human = species_organ_params("human")
+    for species in ("rat", "pig"):
+        params = species_organ_params(species)
+        for organ in ("liver", "kidney", "spleen"):
+            ratio = params[organ].blood * params[organ].hb / (human[organ].blood * human[organ].hb)
+            diff = np.mean([_organ_absorbance(species, organ, s) for s in (1, 2)]) - np.mean(
+                [_organ_absorbance("human", organ, s) for s in (1, 2)]
+            )
+            assert np.sign(diff) == np.sign(np.log(ratio)), (species, organ, ratio, diff)
+
+
+def test_human_skin_shows_haemoglobin_and_melanin() -> None:
+    """Skin: melanin in a thin epidermis above a perfused dermis, so human skin keeps the
+    oxy-haemoglobin double dip (542/577 nm) and its reflectance rises towards the red."""
+    from datasets.simulate import species_organ_params
+
+    skin = species_organ_params("human")["skin"]
+    r = reflectance(skin)
+    assert r[channel_of(560)] > r[channel_of(542)] and r[channel_of(560)] > r[channel_of(577)]
+    bare = reflectance(skin.with_(melanin=0.0))
+    assert (r <= bare + 1e-12).all() and r[0] / bare[0] < r[-1] / bare[-1]
+    assert species_organ_params("rat")["skin"].melanin == 0.0  # albino laboratory rats

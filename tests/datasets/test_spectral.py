@@ -9,6 +9,7 @@ from hypothesis.extra.numpy import arrays
 import datasets.spectral as spectral
 from datasets.spectral import (
     N_CHANNELS,
+    PREPROCESSING_REGISTRY,
     PREPROCESSINGS,
     WAVELENGTHS_NM,
     channel_of,
@@ -41,14 +42,24 @@ def hostile(shape: tuple[int, ...], dtype=np.float32, seed: int = 0) -> np.ndarr
     return x
 
 
+# Methods without tissue parameter channels (those work on any channel count).
+SPECTRAL_ONLY = tuple(m for m in PREPROCESSINGS if not PREPROCESSING_REGISTRY[m].parameters)
+
+
 def test_wavelengths() -> None:
     assert WAVELENGTHS_NM.shape == (N_CHANNELS,) == (100,)
-    assert WAVELENGTHS_NM[0] == 500 and WAVELENGTHS_NM[-1] == 995
-    assert np.all(np.diff(WAVELENGTHS_NM) == 5)
+    # htc's wavelengths: np.linspace(500, 1000, 100), both ends included, steps of 500/99 nm
+    assert WAVELENGTHS_NM[0] == 500 and WAVELENGTHS_NM[-1] == 1000
+    assert np.allclose(np.diff(WAVELENGTHS_NM), 500 / 99, rtol=0, atol=1e-12)
+    assert WAVELENGTHS_NM[60] == pytest.approx(500 + 60 * 500 / 99)  # 803.03 nm, not 800
     assert not WAVELENGTHS_NM.flags.writeable
-    assert channel_of(800) == 60 and channel_of(997) == 99
-    with pytest.raises(ValueError):
-        channel_of(450)
+    assert channel_of(800) == 59 and channel_of(1000) == 99 and channel_of(500) == 0
+    assert channel_of(1002) == 99 and channel_of(498) == 0  # within half a step
+    for i in (0, 17, 59, 99):
+        assert channel_of(float(WAVELENGTHS_NM[i])) == i
+    for outside in (450, 497.0, 1003.0):
+        with pytest.raises(ValueError):
+            channel_of(outside)
 
 
 def test_l1_normalize_cube_and_pixels() -> None:
@@ -101,7 +112,7 @@ def test_htc_rule_any_non_finite_or_zero_norm_pixel_becomes_zero() -> None:
     np.testing.assert_array_equal(none[6:], x[6:])
 
 
-@pytest.mark.parametrize("method", PREPROCESSINGS)
+@pytest.mark.parametrize("method", SPECTRAL_ONLY)
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
 @pytest.mark.parametrize(
     "shape", [(37, 11, 9), (7, 13, 100), (3, 5, 1000), (50, 100), (2, 3, 4, 6), (6, 7)]
@@ -138,3 +149,68 @@ def test_unknown_method_and_scalars_are_refused() -> None:
     with pytest.raises(ValueError, match="channel axis"):
         preprocess(np.float32(1.0))
     assert preprocess(np.ones((0, 4)), channels_first=True).shape == (4, 0)
+
+
+# --- preprocessings with tissue parameter images ---------------------------------------------
+def _reflectance_cube(h: int = 6, w: int = 5, seed: int = 0) -> np.ndarray:
+    from datasets.optics import TissueParams, reflectance
+
+    rng = np.random.default_rng(seed)
+    rows = [
+        TissueParams(
+            blood=float(rng.uniform(0.02, 0.1)),
+            sto2=float(rng.uniform(0.2, 0.95)),
+            water=float(rng.uniform(0.4, 0.8)),
+            fat=float(rng.uniform(0.0, 0.3)),
+            scat_a=float(rng.uniform(15, 35)),
+            scat_b=float(rng.uniform(0.9, 1.6)),
+        ).as_array()
+        for _ in range(h * w)
+    ]
+    return reflectance(np.array(rows)).reshape(h, w, N_CHANNELS).astype(np.float32)
+
+
+def test_registry_lists_the_tissue_parameter_methods_and_their_channels() -> None:
+    from datasets.parameters import PARAMETER_NAMES
+
+    assert PREPROCESSINGS == tuple(PREPROCESSING_REGISTRY)
+    assert {"l1", "none", "l1+tpi", "tpi"} <= set(PREPROCESSINGS)
+    assert spectral.N_PARAMETER_CHANNELS == len(PARAMETER_NAMES) == 6
+    assert spectral.preprocessed_channels("l1") == spectral.preprocessed_channels("none") == 100
+    assert spectral.preprocessed_channels("l1+tpi") == 106
+    assert spectral.preprocessed_channels("tpi") == 6
+    assert spectral.preprocessed_channels("l1", 40) == 40
+    with pytest.raises(ValueError, match="unknown preprocessing"):
+        spectral.preprocessed_channels("zscore")
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_tpi_methods_append_the_parameter_images_to_the_spectra(channels_first) -> None:
+    from datasets.parameters import PARAMETER_NAMES, parameter_images
+
+    cube = _reflectance_cube()
+    images = parameter_images(cube)
+    both = preprocess(cube, "l1+tpi")
+    only = preprocess(cube, "tpi")
+    assert both.shape == (6, 5, 106) and only.shape == (6, 5, 6)
+    assert both.dtype == only.dtype == np.float32
+    np.testing.assert_array_equal(both[..., :100], preprocess(cube, "l1"))
+    for i, name in enumerate(PARAMETER_NAMES):
+        np.testing.assert_array_equal(both[..., 100 + i], images[name])
+        np.testing.assert_array_equal(only[..., i], images[name])
+    if channels_first:
+        first = preprocess(cube, "l1+tpi", channels_first=True, out_dtype=np.float16)
+        assert first.shape == (106, 6, 5) and first.dtype == np.float16
+        np.testing.assert_array_equal(first, np.moveaxis(both, -1, 0).astype(np.float16))
+
+
+def test_tpi_turns_undefined_parameters_into_zero_and_keeps_the_input() -> None:
+    cube = _reflectance_cube()
+    cube[0, 0, 3] = np.nan  # a pixel without a valid spectrum
+    before = cube.copy()
+    out = preprocess(cube, "l1+tpi")
+    assert np.isfinite(out).all()
+    assert not out[0, 0].any()  # l1 zeros the pixel, its parameters are undefined -> 0
+    np.testing.assert_array_equal(cube, before)
+    with pytest.raises(ValueError, match="100 channels"):
+        preprocess(np.ones((3, 40), np.float32), "tpi")

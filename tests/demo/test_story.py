@@ -29,7 +29,9 @@ KIDNEY = MAPPING.index_of("kidney")
 def story(tmp_path_factory):
     base = tmp_path_factory.mktemp("demo")
     _, train, test = make_demo_data(base, QUICK)
-    settings = RecipeSettings(epochs=40, num_threads=1)
+    settings = RecipeSettings(
+        epochs=QUICK.epochs, crop_size=QUICK.crop_size, max_pairs=QUICK.max_pairs, num_threads=1
+    )
     models = {name: train_recipe(name, train, settings).model for name in RECIPES}
     man = load_manifest(test)
     rows = []

@@ -59,6 +59,7 @@ def test_defaults():
     assert spec.primary_metric == "dsc"
     assert spec.n_channels == N_CHANNELS == 100
     assert spec.scored_labels == ()
+    assert spec.scored_classes == "reference"  # htc's and the study's convention
     assert spec.nsd_tolerances == (DEFAULT_NSD_TOLERANCE,) * 3
     assert spec.ranking == RankingSettings(
         n_bootstrap=DEFAULT_N_BOOTSTRAP, alpha=DEFAULT_ALPHA, seed=DEFAULT_SEED
@@ -178,6 +179,19 @@ def test_unknown_preprocessing():
 def test_primary_metric_must_be_stored_per_case(metric):
     msg = only_error("primary_metric", primary_metric=metric)
     assert "stores per case" in msg and "dsc, nsd" in msg
+
+
+@pytest.mark.parametrize("value", ["reference", "union"])
+def test_scored_classes_conventions_round_trip(value):
+    spec = TaskSpec.from_dict(settings(scored_classes=value))
+    assert spec.scored_classes == value
+    assert TaskSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("bad", ["Reference", "prediction", "", 1])
+def test_unknown_scored_classes(bad):
+    msg = only_error("scored_classes", scored_classes=bad)
+    assert "reference, union" in msg
 
 
 # --- NSD tolerances ----------------------------------------------------------------------------

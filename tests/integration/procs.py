@@ -34,6 +34,7 @@ def platform_env(data_root: Path, **extra: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         WORKER_HEARTBEAT_SECONDS="0.5",
         WORKER_STALE_SECONDS="3",
+        HEALTHZ_PUBLIC_DETAILS="1",  # the tests read /healthz details without logging in
     )
     env.update(extra)
     return env

@@ -2,6 +2,7 @@
 // - table.sortable: header buttons sort rows (keyboard: Tab + Enter/Space), aria-sort kept.
 // - input[data-filter-table]: filters the table's rows as you type (the form still works).
 // - [data-tabs]: ARIA tabs (arrow keys, Home/End); without JS all panels show as sections.
+// - select[data-autosubmit]: submits its form when the choice changes.
 // - #live-status: polls a submission's status until it is final.
 (function () {
   "use strict";
@@ -88,6 +89,11 @@
     select(tabs[0], false);
   });
 
+  // select[data-autosubmit]: submits its form on change (no inline handlers: CSP).
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (sel) {
+    sel.addEventListener("change", function () { sel.form.submit(); });
+  });
+
   var live = document.getElementById("live-status");
   if (live) {
     var url = live.getAttribute("data-url");
@@ -97,8 +103,10 @@
         document.getElementById("status-text").className = "status-" + d.status;
         document.getElementById("status-reason").textContent = d.reason || "";
         var bar = document.getElementById("progress");
-        bar.max = Math.max(1, d.progress_total); bar.value = d.progress_done;
-        document.getElementById("progress-text").textContent = d.progress_done + " / " + d.progress_total + " cases";
+        var total = Math.max(0, d.progress_total | 0);
+        var done = Math.min(Math.max(0, d.progress_done | 0), total); // never outside 0..total
+        bar.max = Math.max(1, total); bar.value = done;
+        document.getElementById("progress-text").textContent = done + " / " + total + " cases";
         var log = document.getElementById("log");
         if (log && d.log !== undefined) log.textContent = d.log;
         if (d.final) { live.setAttribute("data-final", "1"); setTimeout(function () { location.reload(); }, 300); }

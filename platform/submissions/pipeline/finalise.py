@@ -16,8 +16,17 @@ from ..notify import notify_finished, notify_organizers
 from .persist import clear_results
 
 # Failure kinds caused by the participant's model: these count against the quota.
+# Anything observed inside the sandbox is the participant's (see evaluator.inference).
 PARTICIPANT_KINDS = frozenset(
-    {"format_error", "model_error", "invalid_output", "timeout", "memory"}
+    {
+        "format_error",
+        "model_error",
+        "invalid_output",
+        "timeout",
+        "memory",
+        "too_many_processes",
+        "output_too_large",
+    }
 )
 MISCONFIGURED = "phase_misconfigured"
 PLATFORM_SUFFIX = " (a platform problem: not counted against your quota)"
@@ -102,7 +111,9 @@ def finalize(submission_id: int, attempt: int) -> str:
             reason = first.error if first else "no case produced a valid prediction"
             timed_out = first is not None and first.error_kind == "timeout"
             sub.status = Status.TIMED_OUT if timed_out else Status.FAILED
-            sub.failure_kind = "timeout" if timed_out else "model_error"
+            # The first failed case's kind (memory, too_many_processes, ...), when charged.
+            kind = first.error_kind if first is not None else ""
+            sub.failure_kind = kind if is_charged(kind) else "model_error"
             sub.status_reason = f"no case could be scored: {reason}"[:2000]
         else:
             sub.status = Status.SUCCEEDED

@@ -24,7 +24,9 @@ def gave_up_reason(public: str = "") -> str:
 
 def requeue_submission(submission_id: int, reason: str, public: str = "") -> str:
     """Start the whole evaluation again as a new attempt after a platform problem (lost worker
-    or message, crash): "requeued", "failed" (gave up, uncharged) or "final" (nothing to do)."""
+    or message, crash): "requeued", "failed" (gave up, uncharged) or "final" (nothing to do).
+    `reason` (may hold host paths and tracebacks) is kept internal; participants see
+    `public` only."""
     with transaction.atomic():
         sub = Submission.objects.select_for_update().filter(pk=submission_id).first()
         if sub is None or sub.is_final:
@@ -35,9 +37,11 @@ def requeue_submission(submission_id: int, reason: str, public: str = "") -> str
             sub.platform_retries += 1
             sub.attempt += 1
             sub.status = Status.QUEUED
+            shown = f" ({public})" if public else ""
             sub.status_reason = (
-                f"re-queued after a platform problem ({reason}); not counted against your quota"
+                f"re-queued after a platform problem{shown}; not counted against your quota"
             )
+            sub.internal_error = f"retry {sub.platform_retries}: {reason}"[:10000]
             sub.progress_done = 0
             sub.worker = ""
             sub.heartbeat_at = timezone.now()  # "queued since", for the reconciler

@@ -7,12 +7,14 @@ come back as untrusted reports; a sandbox error or a full disk is raised as Plat
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 from django.db.models import F
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from challenges.models import Phase
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from evaluator.taskspec import TaskSpec
 
 DEFAULT_CHANNELS = 100
+PROGRESS_MIN_INTERVAL = 0.25  # seconds between progress writes of one run (<= 4 per second)
+SANDBOX_PUBLIC = "the sandbox could not run on this worker"
 
 
 def limits_for(phase: Phase):
@@ -65,23 +69,52 @@ def validate_in_sandbox(sub: Submission, spec: TaskSpec):
         production=settings.PRODUCTION,
     )
     if report.error_kind == "sandbox_error":
-        raise PlatformProblem(f"sandbox error during validation: {report.message}")
+        raise PlatformProblem(
+            f"sandbox error during validation: {report.message}", public=SANDBOX_PUBLIC
+        )
     return report
+
+
+def hides_model_text(phase: Phase) -> bool:
+    """Hidden phases show error kinds with fixed messages, never the model's own text."""
+    return phase.visibility == "hidden"
+
+
+def _progress_writer(sub: Submission, n_cases: int):
+    """(progress callback, flush): counts of new cases (the inference side already clamps
+    them to the run's cases), written at most every PROGRESS_MIN_INTERVAL seconds and never
+    above the phase's number of cases."""
+    pending = 0
+    last = 0.0
+
+    def flush() -> None:
+        nonlocal pending, last
+        if pending:
+            Submission.objects.filter(pk=sub.pk).update(
+                progress_done=Least(F("progress_done") + pending, n_cases),
+                heartbeat_at=timezone.now(),
+            )
+            pending = 0
+        last = time.monotonic()
+
+    def progress(done: int, total: int, case_id: str) -> None:
+        nonlocal pending
+        pending += 1
+        if time.monotonic() - last >= PROGRESS_MIN_INTERVAL:
+            flush()
+
+    return progress, flush
 
 
 def infer_chunk(chunk: Chunk, spec: TaskSpec, out_dir: Path):
     """Sandboxed inference over the chunk's cases, label maps written into `out_dir` (an
     InferenceResult). Progress is counted per case on the submission."""
+    from evaluator.harness.errors import fixed_message
     from evaluator.inference import run_inference
 
     sub = chunk.submission
     phase = sub.phase
-
-    def progress(done: int, total: int, case_id: str) -> None:
-        Submission.objects.filter(pk=sub.pk).update(
-            progress_done=F("progress_done") + 1, heartbeat_at=timezone.now()
-        )
-
+    progress, flush = _progress_writer(sub, len(phase.case_ids))
     try:
         result = run_inference(
             sub.model_path,
@@ -99,8 +132,16 @@ def infer_chunk(chunk: Chunk, spec: TaskSpec, out_dir: Path):
         if is_disk_full(exc):
             raise disk_problem(exc) from exc
         raise
-    if result.error_kind == "sandbox_error":
-        raise PlatformProblem(f"sandbox error: {result.message}")
+    finally:
+        flush()
+    if result.error_kind == "sandbox_error":  # raised on the host, outside the sandbox
+        raise PlatformProblem(f"sandbox error: {result.message}", public=SANDBOX_PUBLIC)
+    if hides_model_text(phase):
+        for case in result.cases.values():
+            if not case.ok:
+                case.message = fixed_message(case.error_kind)
+        if result.error_kind:
+            result.message = fixed_message(result.error_kind)
     if not result.ok:
         check_space_after_failed_run()  # outputs lost to our full disk: ours
     return result

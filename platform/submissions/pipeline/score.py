@@ -1,6 +1,7 @@
 """Trusted scoring of a chunk's outputs against the labels (the labels never enter a sandbox).
 
-Classes, ignore index, NSD tolerances and scored labels come from the task's TaskSpec. Per
+Classes, ignore index, NSD tolerances, scored labels and the scored-classes convention
+(``reference``: htc's, the default; ``union``) come from the task's TaskSpec. Per
 (case, label) rows come from evaluator.metrics.score_image (or worst values for a failed
 case); the per-case image score comes from evaluator.aggregation, the one place where scores
 are averaged. Nothing is stored here: persist.py writes the rows."""
@@ -67,6 +68,7 @@ def score_case(
             scores = score_image(
                 pred, ref, num_classes=spec.num_classes, ignore_index=spec.ignore_index,
                 nsd_tolerance=spec.nsd_tolerances, case_id=case_id,
+                scored_classes=spec.scored_classes,
             )  # fmt: skip
             rows = scores.rows
             confusion = scores.confusion.tolist()

@@ -50,7 +50,7 @@ ABS_TOL = {
 }
 
 
-def _case(case: dict[str, Any]):
+def _case(case: dict[str, Any], scored_classes: str = "union"):
     spec = case["spec"]
     pred, ref = build_case(spec)
     scores = score_image(
@@ -60,6 +60,7 @@ def _case(case: dict[str, Any]):
         ignore_index=EXPECTED["settings"]["ignore_index"],
         nsd_tolerance=tolerances(spec),
         case_id=spec["name"],
+        scored_classes=scored_classes,
     )
     return pred, ref, {row["label"]: row for row in scores.rows}
 
@@ -118,10 +119,30 @@ def test_same_values_as_monai_where_the_class_is_in_both_masks(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_reference_convention_scores_the_classes_monai_does_not_leave_nan(case):
+    """``scored_classes="reference"`` (htc's convention, the default) has a row exactly for
+    the classes of the reference: MONAI's DSC is NaN (ignore_empty) for the others, so the
+    image mean equals MONAI's nan-mean, as htc's image DSC does. A class only predicted
+    keeps its pixels in the confusion matrix but adds no row."""
+    _, _, ours = _case(case, scored_classes="reference")
+    reference = {row["label"] for row in case["monai"] if row["ref_pixels"] > 0}
+    assert set(ours) == reference
+    union = _case(case, scored_classes="union")[2]
+    for label, row in ours.items():
+        assert row == union[label]
+    monai_dsc = [decode(row["dsc"]) for row in case["monai"]]
+    finite = [v for v in monai_dsc if not math.isnan(v)]
+    if finite:
+        mean = sum(row["dsc"] for row in ours.values()) / len(ours)
+        assert mean == pytest.approx(sum(finite) / len(finite), abs=1e-7)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_class_in_one_mask_only_gets_worst_values_where_monai_has_none(case):
-    """Our convention (Metrics Reloaded): worst values in the row. MONAI gives DSC/IoU 0
-    for a missed class but NaN (ignore_empty) for a false class, NSD 0, HD/ASSD/MASD inf
-    and HD95 NaN; such values would vanish from or poison any mean."""
+    """Under ``scored_classes="union"`` (Metrics Reloaded): worst values in the row. MONAI
+    gives DSC/IoU 0 for a missed class but NaN (ignore_empty) for a false class, NSD 0,
+    HD/ASSD/MASD inf and HD95 NaN; such values would vanish from or poison any mean. A missed
+    class gets the same worst row under ``reference``."""
     pred, _, ours = _case(case)
     diag = image_diagonal(*pred.shape)
     for kind, status in (("pred_empty", STATUS_PRED_EMPTY), ("ref_empty", STATUS_REF_EMPTY)):

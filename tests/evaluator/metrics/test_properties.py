@@ -34,20 +34,26 @@ def rows_by_label(pred, ref, **kw):
 @given(label_pair(), st.sampled_from([0.0, 1.0, 1.5, 3.0]))
 def test_matches_reference(pair, tol):
     pred, ref = pair
-    got = rows_by_label(pred, ref, nsd_tolerance=tol)
+    got = rows_by_label(pred, ref, nsd_tolerance=tol, scored_classes="union")
     want = reference_scores(pred, ref, K, IGNORE, tol)
     assert sorted(got) == sorted(want)
     for label, exp in want.items():
         for key, value in exp.items():
             assert got[label][key] == pytest.approx(value, abs=1e-12), (label, key)
+    # htc's convention (the default): the same rows, restricted to the reference's classes
+    in_ref = set(np.unique(ref[ref != IGNORE]).tolist())
+    by_ref = rows_by_label(pred, ref, nsd_tolerance=tol)
+    assert set(by_ref) == in_ref
+    assert all(by_ref[label] == got[label] for label in in_ref)
 
 
 @SETTINGS
 @given(label_pair(with_ignore=False))
 def test_symmetric_in_pred_and_ref(pair):
     pred, ref = pair
-    a = score_image(pred, ref, num_classes=K)
-    b = score_image(ref, pred, num_classes=K)
+    # only the union convention is symmetric: "reference" scores the second map's classes
+    a = score_image(pred, ref, num_classes=K, scored_classes="union")
+    b = score_image(ref, pred, num_classes=K, scored_classes="union")
     np.testing.assert_array_equal(a.confusion, b.confusion.T)
     rows_a = {r["label"]: r for r in a.rows}
     rows_b = {r["label"]: r for r in b.rows}

@@ -111,7 +111,9 @@ def test_one_sided_classes_get_worst_values():
     pred = np.zeros((30, 40), np.uint8)
     ref[5:10, 5:10] = 1  # missed entirely
     pred[20:25, 20:25] = 2  # false class
-    rows = {r["label"]: r for r in score_image(pred, ref, num_classes=4).rows}
+    rows = {
+        r["label"]: r for r in score_image(pred, ref, num_classes=4, scored_classes="union").rows
+    }
     assert sorted(rows) == [0, 1, 2]  # class 3 absent from both: not scored
     diag = math.hypot(30, 40)
     for label, status in ((1, "pred_empty"), (2, "ref_empty")):
@@ -120,6 +122,29 @@ def test_one_sided_classes_get_worst_values():
         assert (r["dsc"], r["iou"], r["nsd"]) == (0.0, 0.0, 0.0)
         assert r["hd95"] == r["hd"] == r["masd"] == r["assd"] == diag == 50.0
     assert rows[1]["fn"] == 25 and rows[2]["fp"] == 25
+
+
+def test_reference_convention_drops_prediction_only_classes():
+    """htc's convention (the default): an image is scored on its reference's classes, so a
+    class only predicted adds no row (and no 0 to the image mean); a missed class still gets
+    the worst values. The confusion matrix is the same under both conventions."""
+    ref = np.zeros((30, 40), np.uint8)
+    pred = np.zeros((30, 40), np.uint8)
+    ref[5:10, 5:10] = 1  # missed entirely
+    pred[20:25, 20:25] = 2  # false class
+    default = score_image(pred, ref, num_classes=4)
+    union = score_image(pred, ref, num_classes=4, scored_classes="union")
+    assert [r["label"] for r in default.rows] == [0, 1]
+    assert default.rows[1]["status"] == "pred_empty" and default.rows[1]["dsc"] == 0.0
+    assert default.rows == union.rows[:2]
+    np.testing.assert_array_equal(default.confusion, union.confusion)
+    assert default.confusion[0, 2] == 25
+    # image means: reference (0.9897 + 0) / 2 against union (0.9897 + 0 + 0) / 3
+    dsc0 = 2 * (1200 - 50) / (2 * (1200 - 50) + 25 + 25)
+    assert np.mean([r["dsc"] for r in default.rows]) == pytest.approx(dsc0 / 2)
+    assert np.mean([r["dsc"] for r in union.rows]) == pytest.approx(dsc0 / 3)
+    with pytest.raises(ScoringError, match="scored_classes"):
+        score_image(pred, ref, num_classes=4, scored_classes="prediction")
 
 
 def test_ignore_only_image_has_no_rows():

@@ -53,6 +53,17 @@ def test_all_classes_scored_equals_score_image(seed):
     assert (got.height, got.width, got.case_id) == (40, 50, "c")
 
 
+@pytest.mark.parametrize("convention", ["reference", "union"])
+def test_the_tasks_scored_classes_convention_is_applied(convention):
+    ref = np.zeros((20, 30), np.uint8)
+    pred = ref.copy()
+    pred[5:9, 5:9] = 3  # liver only predicted
+    got = score_task_image(pred, ref, spec(scored_classes=convention))
+    want = score_image(pred, ref, num_classes=5, scored_classes=convention)
+    assert got.rows == want.rows
+    assert got.labels == ((0,) if convention == "reference" else (0, 3))
+
+
 def test_default_tolerance_is_score_images_default():
     pred, ref = pair(7)
     got = score_task_image(pred, ref, spec())

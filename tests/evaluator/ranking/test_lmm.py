@@ -57,7 +57,15 @@ def test_variance_components_recovered_roughly():
     assert vc["subject:method"] == pytest.approx(0.09, rel=0.5)
 
 
+def _nested_fails(monkeypatch):
+    def boom(*a, **k):
+        raise lmm.RemlError("boom")
+
+    monkeypatch.setattr(lmm, "fit_reml", boom)
+
+
 def test_fallback_chain_is_recorded(monkeypatch):
+    _nested_fails(monkeypatch)
     real = lmm._try_fit
 
     def failing_full(y, cs, model, opt):
@@ -69,12 +77,32 @@ def test_fallback_chain_is_recorded(monkeypatch):
     df = simulate(k=3, n_subjects=6, cases_per_subject=3, seed=0)
     res = rank_methods(df, n_bootstrap=0)
     assert res.model.model == "no_sm"
-    assert len(res.model.fallbacks) == len(lmm.OPTIMISERS)
-    assert [a["model"] for a in res.model.attempts][:3] == ["full"] * 3
+    assert len(res.model.fallbacks) == 1 + len(lmm.OPTIMISERS)
+    assert [a["model"] for a in res.model.attempts][:4] == ["full"] * 4
+    assert res.model.attempts[0]["optimizer"] == "nested REML"
+    assert res.model.fallback_reason.startswith("full/nested REML: RemlError: boom")
     assert any("fallback" in w for w in res.warnings)
+    # the statsmodels fallback still gets Satterthwaite df, at its own estimates
+    assert res.model.ddf == "satterthwaite"
+    assert all(c.df is not None and 0 < c.df < 1000 for c in res.contrasts)
+
+
+def test_fallback_fit_matches_nested_fit(monkeypatch):
+    """statsmodels (the fallback) and the nested REML fit give the same model."""
+    y, subj = simulate_matrix(k=4, n_subjects=7, cases_per_subject=3, seed=4)
+    nested = lmm.fit_lmm(y, subj)
+    _nested_fails(monkeypatch)
+    fallback = lmm.fit_lmm(y, subj)
+    assert fallback.model == nested.model == "full"
+    # same REML log-likelihood scale; the nested fit is never worse
+    assert nested.log_likelihood - 1e-4 <= fallback.log_likelihood <= nested.log_likelihood + 1e-6
+    np.testing.assert_allclose(fallback.means, nested.means, rtol=1e-4)
+    np.testing.assert_allclose(np.diag(fallback.cov), np.diag(nested.cov), rtol=1e-2)
+    np.testing.assert_allclose(fallback.pairwise_df(), nested.pairwise_df(), rtol=2e-2)
 
 
 def test_last_resort_paired_means(monkeypatch):
+    _nested_fails(monkeypatch)
     monkeypatch.setattr(
         lmm, "_try_fit", lambda y, cs, model, opt: ({"model": model, "outcome": "error"}, None)
     )
@@ -82,7 +110,11 @@ def test_last_resort_paired_means(monkeypatch):
     fit = lmm.fit_lmm(y, subj)
     assert fit.model == "paired_means"
     np.testing.assert_allclose(fit.means, y.mean(axis=1))
-    c = pairwise_contrasts(fit.means, fit.cov, 0.05)
+    # cluster-robust t with n_subjects - 1 df, reason named
+    assert fit.ddf == "cluster"
+    np.testing.assert_array_equal(fit.pairwise_df(), 5.0)
+    assert fit.fallback_reason.startswith("every mixed model failed")
+    c = pairwise_contrasts(fit.means, fit.cov, 0.05, df=fit.pairwise_df())
     assert np.all(np.isfinite(c["p_holm"]))
 
 
@@ -90,7 +122,10 @@ def test_statsmodels_errors_do_not_leak(monkeypatch):
     def boom(self, *a, **k):
         raise np.linalg.LinAlgError("Singular matrix")
 
+    _nested_fails(monkeypatch)
     monkeypatch.setattr(lmm.MixedLM, "fit", boom)
     res = rank_methods(simulate(k=3, n_subjects=5, seed=0), n_bootstrap=10)
     assert res.model.model == "paired_means"
+    assert res.model.fallback_reason.startswith("every mixed model failed")
     assert all(a["outcome"] == "error" for a in res.model.attempts)
+    assert all(c.df == 4 for c in res.contrasts)

@@ -86,3 +86,21 @@ def test_subject_bootstrap_is_seeded_and_cluster_based():
     means = (x * w).sum(axis=1) / w.sum()
     np.testing.assert_array_equal(a.ranks[0], st.rankdata(-means, method="min"))
     np.testing.assert_allclose(a.tau[0], st.kendalltau(a.ranks[0], a.full_ranks).statistic)
+
+
+def test_holm_equals_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    from evaluator.ranking.schemes import holm
+
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 7, 190):
+        p = rng.uniform(0, 0.2, m) ** 2
+        p[: m // 3] = p[0]  # ties
+        np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=1e-12)
+    p = np.array([[0.01, np.nan], [0.04, 0.03]])
+    got = holm(p)
+    assert np.isnan(got[0, 1])
+    np.testing.assert_allclose(
+        got[~np.isnan(p)], multipletests([0.01, 0.04, 0.03], method="holm")[1]
+    )

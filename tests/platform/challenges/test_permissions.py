@@ -304,12 +304,23 @@ def login_or(r: str, code: set[int], anon: int = 302) -> set[int]:
     return {anon} if r == "anon" else code
 
 
+def healthz_details(r: str, resp) -> str | None:
+    """Worker host names, versions and errors are for staff; everyone else gets {"ok": ...}."""
+    body = resp.json()
+    if body.get("ok") is not (resp.status_code == 200):
+        return f"ok={body.get('ok')} with status {resp.status_code}"
+    if (set(body) != {"ok"}) != (r == "staff"):
+        return f"details shown to {r}: {sorted(body)}"
+    return None
+
+
 def build_checks(w: World, pol: Policy) -> list[Check]:
     C = Check
     ok = {200}
     checks = [
         C("home", "/", lambda r: ok),
-        C("healthz", "/healthz", lambda r: {200, 503}),
+        C("healthz", "/healthz", lambda r: {200, 503}, extra=healthz_details),
+        C("healthz", "/healthz?scope=web", lambda r: {200, 503}, extra=healthz_details),
         C("login", "/accounts/login/", lambda r: ok),
         C("signup", "/accounts/signup/", lambda r: ok),
         C("my-submissions", "/submissions/", lambda r: login_or(r, ok)),

@@ -301,6 +301,7 @@ def form_data(ch, **changes):
         "nsd_tolerances": "",
         "scored_labels": "",
         "primary_metric": "dsc",
+        "scored_classes": "reference",
         "ranking_settings": "",
         "train_dataset": "",
     }
@@ -365,6 +366,23 @@ def test_admin_add_task_shows_errors_per_field(admin_client, world):
     for name in errors:
         assert f"form-row errors field-{name}" in html, name
     assert not Task.objects.filter(slug="organs").exists()
+
+
+def test_admin_add_task_offers_both_scored_classes_conventions_reference_first(admin_client, world):
+    html = admin_client.get(reverse("admin:challenges_task_add")).content.decode()
+    assert '<option value="reference" selected>' in html and '<option value="union">' in html
+    resp = admin_client.post(
+        reverse("admin:challenges_task_add"), form_data(world["ch"], scored_classes="all")
+    )
+    assert "scored_classes" in resp.context["adminform"].form.errors
+
+
+def test_task_spec_carries_the_scored_classes_convention(world):
+    task = world["task"]
+    assert task.scored_classes == "reference" and task.spec.scored_classes == "reference"
+    task.scored_classes = "union"
+    task.full_clean()
+    assert task.spec.scored_classes == "union"
 
 
 def test_admin_saves_a_valid_task_with_blank_optional_settings(admin_client, world):
@@ -449,3 +467,18 @@ def test_another_phases_label_mismatch_blocks_saving_the_task_not_evaluating_thi
     )
     assert evaluation_spec(world["phase"]) == world["task"].spec
     assert any("phase old" in m for m in clean_errors(world["task"])["label_names"])
+
+
+def test_pages_say_which_scored_classes_convention_the_task_uses(admin_client, world):
+    from django.template.loader import render_to_string
+
+    task = world["task"]
+    html = admin_client.get(task.get_absolute_url()).content.decode()
+    assert 'id="scored-classes"' in html and "as in htc and the xeno-learning study" in html
+    task.scored_classes = "union"
+    task.save()
+    html = admin_client.get(task.get_absolute_url()).content.decode()
+    assert "classes in the reference or the prediction" in html and "worst values" in html
+    # the same sentence is the line above the leaderboard and the report's ranking
+    line = render_to_string("challenges/_scored_classes.html", {"task": task})
+    assert "a class only predicted counts with the worst values" in line

@@ -61,7 +61,9 @@ def test_page_api_csv_and_json_carry_the_same_row(client):
     shown = page_rows(client.get(phase.get_absolute_url()).content.decode())
     assert len(shown) == 3
     for cells, j in zip(shown, data["rows"], strict=True):
-        rank, tier, team, method, dsc, nsd, interval, n_cases, n_failed, submitted = cells
+        rank, tier, team, method, dsc, nsd, raw, tier_p, interval, n_cases, n_failed, submitted = (
+            cells
+        )
         assert (rank, tier, team, method) == (
             str(j["rank"]),
             str(j["tier"]),
@@ -71,6 +73,9 @@ def test_page_api_csv_and_json_carry_the_same_row(client):
         assert dsc == f"{fmt(j['dsc'])} [{fmt(j['dsc_ci_low'])}, {fmt(j['dsc_ci_high'])}]"
         assert nsd == f"{fmt(j['nsd'])} [{fmt(j['nsd_ci_low'])}, {fmt(j['nsd_ci_high'])}]"
         assert interval == f"{j['rank_interval_low']}–{j['rank_interval_high']}"
+        stored = next(r for r in snap.rows if r["submission_id"] == j["submission_id"])
+        assert raw == fmt(stored["dsc_score"])
+        assert tier_p.startswith("leader" if j["rank"] == 1 else fmt(stored["tier_test"]["p_holm"]))
         assert (n_cases, n_failed) == (str(j["n_cases"]), str(j["n_failed"]))
         assert submitted == j["submitted"][:10]
 
@@ -109,7 +114,7 @@ def test_snapshots_stored_before_the_typed_row_still_render(client):
     assert json_old["rows"] == json_new["rows"]
     assert page_rows(client.get(phase.get_absolute_url()).content.decode()) == page_new
     method = client.get(f"/methods/{subs[0].pk}/").content.decode()
-    assert "DSC (model estimate, 95% CI), ranked by" in method
+    assert "DSC (model-based mean, 95% CI), ranked by" in method
 
 
 def test_row_round_trip_and_tolerant_reading():
@@ -175,6 +180,10 @@ def test_a_lower_is_better_primary_metric_ranks_ascending(client):
     page = client.get(phase.get_absolute_url()).content.decode()
     assert "ranked by HD95 (lower is better)" in page and "HD95 [95% CI]" in page
     method = client.get(f"/methods/{subs[1].pk}/").content.decode()
-    assert "HD95 (model estimate, 95% CI), ranked by" in method
+    assert "HD95 (model-based mean, 95% CI), ranked by" in method
     report = client.get(phase.get_absolute_url() + "report/").content.decode()
     assert "Primary metric HD95 (rank and tier follow it; lower is better)" in report
+    # which classes an image is scored on: the task's convention, on the ranking and report
+    assert data["scored_classes"] == phase.task.scored_classes == "reference"
+    for html in (page, report):
+        assert 'class="scored-classes"' in html and "as in htc and the xeno-learning study" in html

@@ -175,6 +175,24 @@ def test_image_score_follows_the_task_scored_labels(world):
     assert {r["label"] for r in rows} <= {1} and outcome["error_kind"] == "missing"
 
 
+@pytest.mark.parametrize("convention", ["reference", "union"])
+def test_case_rows_follow_the_task_scored_classes_convention(world, tmp_path, convention):
+    task = world["task"]
+    task.scored_classes = convention
+    case = world["phase"].case_ids[0]
+    ref = reference(world, case)
+    present = {int(v) for v in np.unique(ref) if v != task.ignore_index}
+    absent = next(c for c in range(task.num_classes) if c not in present)
+    pred = np.where(ref == task.ignore_index, 0, ref).astype(np.uint8)
+    pred[:2, :2] = absent  # a class the reference does not have
+    np.save(tmp_path / "p.npy", pred)
+    ok = CaseResult(case_id=case, ok=True)
+    rows, outcome = score.score_case(task.spec, case, ref, tmp_path / "p.npy", ok)
+    assert outcome["ok"]
+    labels = {r["label"] for r in rows}
+    assert labels == (present if convention == "reference" else present | {absent})
+
+
 def test_persist_replaces_the_chunk_rows_and_never_appends(world):
     case = world["phase"].case_ids[0]
     sub = make_sub(world)

@@ -1,0 +1,295 @@
+"""Attacks of a hostile model, run as Python through the real bwrap sandbox, with the tight
+limits below. Each asserts containment, the error kind the trusted side derives from what the
+host and the kernel observed (evaluator.inference._run_failure: never a platform
+"sandbox_error" for anything done inside), a message without host paths, and that the
+sandbox works normally for the next run."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluator.harness.errors import (
+    MEMORY,
+    MODEL_ERROR,
+    OUTPUT_TOO_LARGE,
+    SANDBOX_ERROR,
+    TOO_MANY_PROCESSES,
+)
+from evaluator.inference import _run_failure, run_inference
+from evaluator.sandbox import BwrapSandbox, Limits, Mount, SandboxRequest, cgroup, mechanism
+from evaluator.sandbox.runtime import host_runtime
+
+pytestmark = pytest.mark.integration
+LIMITS = Limits(
+    wall_seconds=30,
+    cpu_seconds=30,
+    memory_mb=256,
+    max_processes=32,
+    max_output_mb=1,
+    max_open_files=64,
+    threads=1,
+    max_stream_mb=4,
+)
+needs_cgroup = pytest.mark.skipif(cgroup.detect() is None, reason="no cgroup can be created")
+
+
+def run_script(tmp_path: Path, code: str, limits: Limits = LIMITS):
+    script = tmp_path / "hostile.py"
+    script.write_text(textwrap.dedent(code))
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    py = str(host_runtime().python)
+    request = SandboxRequest(
+        argv=[py, "-I", "-S", "-B", "/job/hostile.py"],
+        mounts=[Mount(script, "/job/hostile.py")],
+        output_dir=out,
+        limits=limits,
+    )
+    return BwrapSandbox().run(request)
+
+
+def assert_clean(message: str, tmp_path: Path) -> None:
+    assert message and str(tmp_path) not in message and "Traceback" not in message
+
+
+@pytest.fixture
+def still_healthy(tmp_path):
+    """After the attack, the same sandbox runs a normal script to completion."""
+    yield
+    again = tmp_path / "next"
+    again.mkdir()
+    result = run_script(again, "print('fine')")
+    assert result.ok and "fine" in result.log, result.log
+
+
+@needs_cgroup
+def test_fork_bomb_of_memory_is_killed_as_memory_exceeded(bwrap_ok, tmp_path, still_healthy):
+    """Three children of 150 MB each (each under the per-process cap, 450 MB together under a
+    256 MB run): the cgroup bounds their sum."""
+    code = """
+    import os, time
+    kids = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            block = bytearray(150 * 1024 * 1024)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            time.sleep(20)
+            os._exit(0)
+        kids.append(pid)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    """
+    result = run_script(tmp_path, code)
+    assert result.memory_exceeded and not result.ok and result.mechanism.startswith("cgroup")
+    kind, message = _run_failure(result)
+    assert kind == MEMORY and result.elapsed < 20
+    assert_clean(message, tmp_path)
+
+
+@needs_cgroup
+def test_thousands_of_threads_are_too_many_processes(bwrap_ok, tmp_path, still_healthy):
+    code = """
+    import threading, time
+    threads = []
+    for _ in range(3000):
+        t = threading.Thread(target=time.sleep, args=(5,))
+        t.start()
+        threads.append(t)
+    print("started", len(threads))
+    """
+    # Memory for 32 thread stacks of 8 MB, so that the process limit is what stops it.
+    result = run_script(tmp_path, code, replace(LIMITS, memory_mb=1024))
+    assert "started 3000" not in result.log
+    assert result.process_limit and not result.ok
+    kind, message = _run_failure(result)
+    assert kind == TOO_MANY_PROCESSES
+    assert_clean(message, tmp_path)
+
+
+def test_shm_and_tmp_floods_are_capped(bwrap_ok, tmp_path, still_healthy):
+    """Many small files in /dev/shm and /tmp: each tmpfs is size-capped (and, with a cgroup,
+    its pages count against the run's memory)."""
+    code = """
+    import os
+    written = {}
+    for folder in ("/dev/shm", "/tmp"):
+        total = 0
+        try:
+            for i in range(10000):
+                with open(f"{folder}/f{i}", "wb") as fh:
+                    fh.write(b"x" * (1 << 20))
+                total += 1 << 20
+        except OSError as exc:
+            pass
+        written[folder] = total
+    print("WROTE", written)
+    """
+    result = run_script(tmp_path, code)
+    cap = LIMITS.tmpfs_mb() * 1024**2
+    if "WROTE" in result.log:
+        written = eval(result.log.split("WROTE", 1)[1].strip().splitlines()[0])  # noqa: S307
+        assert all(v <= cap for v in written.values()), written
+    else:  # stopped by the cgroup's memory limit first
+        assert result.memory_exceeded and _run_failure(result)[0] == MEMORY
+
+
+def test_stdout_flood_is_stopped_as_output_too_large(bwrap_ok, tmp_path, still_healthy):
+    code = """
+    import os
+    chunk = b"y" * (1 << 20)
+    for _ in range(2048):  # 2 GB
+        os.write(1, chunk)
+    """
+    result = run_script(tmp_path, code)
+    assert result.stream_limit and not result.ok
+    assert len(result.log) <= LIMITS.max_log_kb * 1024 + 200
+    kind, message = _run_failure(result)
+    assert kind == OUTPUT_TOO_LARGE
+    assert_clean(message, tmp_path)
+
+
+def test_forged_fatal_event_and_killed_supervisor_are_the_models_failure(
+    bwrap_ok, tmp_path, still_healthy
+):
+    code = """
+    import json, os, signal
+    fd = int(os.environ["XENOBENCH_EVENT_FD"])
+    forged = {"event": "fatal", "kind": "sandbox_error", "message": "FORGED /srv/host/path"}
+    os.write(fd, (json.dumps(forged) + "\\n").encode())
+    os.kill(os.getppid(), signal.SIGKILL)
+    """
+    result = run_script(tmp_path, code)
+    assert result.supervisor_lost and not result.ok
+    kind, message = _run_failure(result)
+    assert kind == MODEL_ERROR and kind != SANDBOX_ERROR
+    assert "FORGED" not in message and "/srv" not in message
+
+
+def test_forged_sandbox_error_alone_is_charged(bwrap_ok, tmp_path):
+    code = """
+    import json, os, sys
+    fd = int(os.environ["XENOBENCH_EVENT_FD"])
+    forged = {"event": "fatal", "kind": "sandbox_error", "message": "FORGED platform fault"}
+    os.write(fd, (json.dumps(forged) + "\\n").encode())
+    sys.exit(3)
+    """
+    result = run_script(tmp_path, code)
+    kind, message = _run_failure(result)
+    assert kind == MODEL_ERROR and "FORGED" not in message
+
+
+def test_socket_calls_fail_with_eperm(bwrap_ok, tmp_path, still_healthy):
+    if not mechanism("bwrap")["seccomp"]:
+        pytest.skip("libseccomp (pyseccomp) is not installed")
+    code = """
+    import errno, socket
+    for family in (socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK):
+        try:
+            socket.socket(family, socket.SOCK_DGRAM)
+            print("OPENED", family)
+        except OSError as exc:
+            print("refused", family, errno.errorcode[exc.errno])
+    a, b = socket.socketpair()  # AF_UNIX stays allowed
+    print("unix ok")
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    print("unshare", libc.unshare(0x20000), errno.errorcode.get(ctypes.get_errno()))
+    """
+    result = run_script(tmp_path, code)
+    assert result.exit_code == 0, result.log
+    assert "OPENED" not in result.log and result.log.count("EPERM") >= 4, result.log
+    assert "unix ok" in result.log
+
+
+def _cube_folder(tmp_path: Path) -> Path:
+    cubes = tmp_path / "cubes"
+    cubes.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("mine", "other"):
+        np.save(cubes / f"{name}.npy", rng.random((8, 8, 3), dtype=np.float32))
+    (tmp_path / "labels.npy").write_bytes(b"SECRET")
+    return cubes
+
+
+def _reader_model(path: Path, target: str) -> Path:
+    """TorchScript that reads a cube by path with torch.from_file (what a model can do)."""
+    import torch
+
+    src = f'''
+import torch
+class Reader(torch.nn.Module):
+    def forward(self, x):
+        t = torch.from_file("{target}", shared=False, size=64, dtype=torch.uint8)
+        return torch.zeros(x.shape[0], 2, x.shape[2], x.shape[3]) + t[0].float() * 0
+'''
+    mod_file = path.parent / f"reader_{abs(hash(target))}.py"
+    mod_file.write_text(src)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(mod_file.stem, mod_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.jit.save(torch.jit.script(module.Reader()), str(path))
+    return path
+
+
+def test_only_the_runs_cases_are_visible(bwrap_ok, tmp_path):
+    cubes = _cube_folder(tmp_path)
+    thief = _reader_model(tmp_path / "thief.pt", "/input/other.npy")
+    common = dict(cubes_dir=cubes, num_classes=2, limits=Limits(wall_seconds=60))
+    stolen = run_inference(thief, case_ids=["mine"], output_dir=tmp_path / "o1", **common)
+    assert not stolen.ok and stolen.error_kind == MODEL_ERROR
+    assert "No such file" in stolen.message and str(cubes) not in stolen.message
+    # Control: the same read works when that cube is one of the run's cases.
+    allowed = run_inference(thief, case_ids=["other"], output_dir=tmp_path / "o2", **common)
+    assert allowed.ok, allowed.message
+
+
+def test_mechanism_is_reported():
+    found = mechanism("bwrap")
+    assert found["limits"] in ("cgroup-v1", "cgroup-v2", "rlimits")
+    assert found["bounds_tree"] == (found["limits"] != "rlimits")
+    assert (
+        os.environ.get("XENOBENCH_CGROUP", "") == "off"
+        or cgroup.detect() is None
+        or found["bounds_tree"]
+    )
+
+
+def test_forged_progress_events_are_clamped_to_the_runs_cases():
+    from evaluator.inference import _progress_adapter
+
+    calls: list[tuple[int, int, str]] = []
+    on_event = _progress_adapter(lambda *a: calls.append(a), ["a", "b"])
+    for _ in range(1000):
+        for event in (
+            {"event": "case", "case_id": "a", "index": 428375, "total": 1},
+            {"event": "case", "case_id": "zzz", "index": 1, "total": 2},
+            {"event": "case", "case_id": ["b"]},
+            {"event": "case", "case_id": "b", "index": -5},
+        ):
+            on_event(event)
+    assert calls == [(1, 2, "a"), (2, 2, "b")]
+
+
+def test_fallback_runs_bwrap_as_an_unprivileged_uid_when_configured(monkeypatch):
+    from evaluator.sandbox import bwrap
+
+    argv = ["/usr/bin/bwrap", "--unshare-all", "/x"]
+    monkeypatch.delenv(bwrap.SANDBOX_UID_ENV, raising=False)
+    assert bwrap.unprivileged(argv) == argv
+    monkeypatch.setenv(bwrap.SANDBOX_UID_ENV, "65534")
+    monkeypatch.setattr(bwrap.os, "geteuid", lambda: 0)
+    dropped = bwrap.unprivileged(argv)
+    assert "--reuid=65534" in dropped and dropped[-3:] == argv
+    monkeypatch.setenv(bwrap.SANDBOX_UID_ENV, "0")
+    with pytest.raises(bwrap.SandboxError):
+        bwrap.unprivileged(argv)
