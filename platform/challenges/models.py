@@ -261,7 +261,13 @@ class Phase(models.Model):
     gpu = models.BooleanField(default=False)
     max_upload_mb = models.PositiveIntegerField(default=500)
     show_case_results = models.BooleanField(default=False)
-    show_logs = models.BooleanField(default=True)
+    show_logs = models.BooleanField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Participants see their model's log. Empty: yes, except in hidden phases, "
+        "where a model could print test cubes and read them back.",
+    )
     leaderboard_rule = models.CharField(max_length=10, choices=RULES, default="best")
     chunk_size = models.PositiveIntegerField(
         default=50, help_text="Cases per parallel evaluation chunk."
@@ -284,6 +290,13 @@ class Phase(models.Model):
     def is_open(self, now=None) -> bool:
         now = now or timezone.now()
         return self.opens_at <= now and (self.closes_at is None or now < self.closes_at)
+
+    @property
+    def participants_see_logs(self) -> bool:
+        """show_logs as set by the organizers; unset means shown except in hidden phases."""
+        if self.show_logs is None:
+            return self.visibility != "hidden"
+        return self.show_logs
 
     def results_public(self) -> bool:
         return self.visibility == "public" or (self.visibility == "hidden" and self.published)

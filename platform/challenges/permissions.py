@@ -115,4 +115,6 @@ def can_download_training_data(user, challenge: Challenge) -> bool:
 
 
 def can_view_logs(user, sub) -> bool:
-    return is_organizer(user, sub.phase.challenge) or (owns(user, sub) and sub.phase.show_logs)
+    return is_organizer(user, sub.phase.challenge) or (
+        owns(user, sub) and sub.phase.participants_see_logs
+    )

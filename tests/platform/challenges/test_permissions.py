@@ -260,7 +260,7 @@ class Policy:
     def logs(self, r, sub) -> bool:
         ch = sub.phase.task.challenge
         return self.org(r, ch) or (
-            r in OWNER_SIDE and sub.user.username == "owner" and sub.phase.show_logs
+            r in OWNER_SIDE and sub.user.username == "owner" and sub.phase.participants_see_logs
         )
 
     def markers(self, r) -> dict[str, bool]:

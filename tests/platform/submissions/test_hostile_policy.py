@@ -83,3 +83,32 @@ def test_model_text_hidden_in_hidden_phases(world, monkeypatch, tmp_path, visibi
     else:
         assert all(m == secret for m in shown)
     assert Submission.objects.get(pk=sub.pk).progress_done == 0
+
+
+@pytest.mark.parametrize(
+    ("visibility", "show_logs", "participant_sees"),
+    [
+        ("hidden", None, False),  # default: a model could print test cubes and read them back
+        ("hidden", True, True),  # the organizers opted in
+        ("public", None, True),
+        ("public", False, False),
+    ],
+)
+def test_logs_are_hidden_from_participants_in_hidden_phases_by_default(
+    world,  # noqa: F811
+    client,
+    visibility,
+    show_logs,
+    participant_sees,
+):
+    from challenges.models import Phase
+
+    Phase.objects.filter(pk=world["phase"].pk).update(visibility=visibility, show_logs=show_logs)
+    sub = make_sub(world, status=Status.FAILED, log="CUBE-DUMP 0.0123 0.0456")
+    client.force_login(world["alice"])
+    page = client.get(f"/submissions/{sub.pk}/").content.decode()
+    status = client.get(f"/submissions/{sub.pk}/status").json()
+    assert ("CUBE-DUMP" in page) is participant_sees
+    assert ("log" in status) is participant_sees
+    client.force_login(world["org"])
+    assert "CUBE-DUMP" in client.get(f"/submissions/{sub.pk}/").content.decode()
