@@ -79,22 +79,17 @@ def worker(
 
 
 @contextmanager
-def web(env: dict) -> Iterator[str]:
+def web(
+    env: dict, *, workers: int = 1, config: Path | None = None, extra: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """The real gunicorn serving the site; ``config`` is a gunicorn config file (the demo's
+    xenobench/gunicorn_conf.py) where a test needs the deployed worker class and timeouts."""
     port = free_port()
     log = open(Path(env["DATA_ROOT"]) / "web.log", "wb")  # noqa: SIM115
+    conf = ["-c", str(config)] if config else []
     proc = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "gunicorn",
-            "xenobench.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "1",
-            "--graceful-timeout",
-            "2",
-        ],
+        [PY, "-m", "gunicorn", "xenobench.wsgi", *conf, "-b", f"127.0.0.1:{port}"]
+        + ["-w", str(workers), "--graceful-timeout", "2", *extra],
         cwd=ROOT / "platform",
         env=env,
         stdout=log,

@@ -9,54 +9,17 @@ from __future__ import annotations
 
 import select
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.integration.procs import PY, ROOT, free_port, get, manage, platform_env, stop, wait_until
+from tests.integration.procs import ROOT, get, manage, platform_env, web
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CONF = ROOT / "platform" / "xenobench" / "gunicorn_conf.py"
 REQUEST_TIMEOUT = 10.0  # what a monitoring probe would wait for /healthz
-
-
-@contextmanager
-def gunicorn(env: dict, workers: int = 2, *extra: str) -> Iterator[str]:
-    port = free_port()
-    log = open(Path(env["DATA_ROOT"]) / "web.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "gunicorn",
-            "xenobench.wsgi",
-            "-c",
-            str(CONF),
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(workers),
-            "--graceful-timeout",
-            "2",
-            *extra,
-        ],  # fmt: skip
-        cwd=ROOT / "platform",
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: get(url + "/healthz")[0] in (200, 503), timeout=60, what="gunicorn")
-        yield url
-    finally:
-        stop(proc)
-        log.close()
 
 
 def slow_upload(url: str, path: str, declared: int) -> socket.socket:
@@ -99,7 +62,7 @@ def timed_healthz(url: str) -> tuple[int, float]:
 def site(tmp_path_factory) -> Iterator[tuple[dict, str]]:
     env = platform_env(tmp_path_factory.mktemp("web"), MAX_UPLOAD_MB="1")
     manage(env, "migrate", "--noinput")
-    with gunicorn(env) as url:
+    with web(env, workers=2, config=CONF) as url:
         yield env, url
 
 
