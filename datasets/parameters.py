@@ -43,9 +43,12 @@ What is published and what is chosen here:
   volumes of 4-9 %, monotone in the true saturation. Outside that range it is less accurate
   (largest errors 14 points at 2 % and 10 at 15 % blood, 25-35 below 1 %: too little or too
   much haemoglobin signal for the second derivative), as the camera's index is.
-* OHI and TLI are not in the 2018 paper; the vendor's formulas are not published in a form
-  available here. OHI uses the THI ratio with a wider span (chosen: 2.5 instead of 1.7, so
-  organs with 5-15 % blood do not saturate); TLI uses the second derivative at the 930 nm
+* OHI and TLI are not in the 2018 paper. They are introduced in Kulcke A, Holmer A, Wahl P,
+  et al. "Extended perfusion parameter estimation from hyperspectral imaging data for bedside
+  diagnostic in medicine." Molecules 2019;24(22):4164; that paper's formulas have not been
+  checked against the ones below, which are our own definitions. OHI uses the THI ratio
+  with a wider span (chosen: 2.5 instead of 1.7, so organs with 5-15 % blood do not
+  saturate); TLI uses the second derivative at the 930 nm
   lipid band, scaled so that fat-rich tissue reaches about 1 (chosen constant 4e-4 nm^-2:
   diffusion-model tissue with 90 % fat gives 0.7-1, fat-free tissue 0.07-0.13).
 * Smoothing: the paper differentiates smoothed spectra; its window could not be checked here.
