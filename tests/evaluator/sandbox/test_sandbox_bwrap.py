@@ -23,6 +23,7 @@ from evaluator.sandbox import (
 from evaluator.sandbox.runtime import host_runtime
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[3]  # the repository, which the sandbox must not expose
 LIMITS = Limits(
     wall_seconds=20,
     cpu_seconds=20,
@@ -84,7 +85,7 @@ def test_command_has_confinement_flags():
     assert "--tmpfs /output" in joined and "--tmpfs /tmp" in joined
     assert "--size" in argv
     assert "/dev/nvidia" not in joined
-    assert "/work/main " not in joined + " " and "--bind " not in joined  # no rw host binds
+    assert f"{ROOT} " not in joined + " " and "--bind " not in joined  # no rw host binds
 
 
 def test_gpu_devices_bound_only_on_request(monkeypatch):
@@ -105,7 +106,7 @@ def test_clean_environment_no_network_no_labels(bwrap_ok, tmp_path, labels, monk
     seen = {{}}
     seen["env"] = sorted(os.environ)
     seen["uid"] = os.getuid()
-    for path in ({str(labels)!r}, "/work/main/var", "/root/.ssh", "/etc/passwd"):
+    for path in ({str(labels)!r}, {str(ROOT / "var")!r}, "/root/.ssh", "/etc/passwd"):
         try:
             open(path, "rb").read(); seen[path] = "READ"
         except OSError as e:
@@ -125,7 +126,7 @@ def test_clean_environment_no_network_no_labels(bwrap_ok, tmp_path, labels, monk
     assert result.exit_code == 0, result.log
     seen = result.events[0]
     assert "XENOBENCH_SECRET_KEY" not in seen["env"]
-    assert seen[str(labels)] != "READ" and seen["/work/main/var"] != "READ"
+    assert seen[str(labels)] != "READ" and seen[str(ROOT / "var")] != "READ"
     assert seen["/etc/passwd"] != "READ" and seen["/root/.ssh"] != "READ"
     net = seen["net"].lower()
     assert "unreachable" in net or "not permitted" in net, net  # seccomp: EPERM
