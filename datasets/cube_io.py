@@ -299,7 +299,9 @@ def cube_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
 
 
 @contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
+def atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it on success: readers see the whole
+    file or the old one, never a partial write; the temporary file is removed on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -310,6 +312,12 @@ def _atomic_target(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_target`."""
+    with atomic_target(Path(path)) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_cube(
@@ -339,7 +347,7 @@ def write_cube(
     if target.newbyteorder("=") not in FLOAT_DTYPES:
         raise ValueError(f"cubes are stored as float16/32/64, not {target}")
     arr = arr.astype(target.newbyteorder("="), copy=False)
-    with _atomic_target(p) as tmp:
+    with atomic_target(p) as tmp:
         if kind == "npy":
             with tmp.open("wb") as f:
                 np.save(f, arr, allow_pickle=False)

@@ -38,7 +38,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import sys
 import tempfile
@@ -50,7 +49,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from datasets.cube_io import FORMATS, SUFFIXES, CubeFormatError, cube_shape, read_cube, write_cube
+from datasets.cube_io import (
+    FORMATS,
+    SUFFIXES,
+    CubeFormatError,
+    cube_shape,
+    read_cube,
+    write_bytes_atomic,
+    write_cube,
+)
 from datasets.htc_blosc import HtcBloscError, read_htc_blosc_dict
 from datasets.labels import DEFAULT_LABEL_MAPPING, LabelMapping
 from datasets.manifest import (
@@ -331,15 +338,7 @@ def _write_bytes_if_changed(path: Path, data: bytes) -> bool:
     if path.is_file() and path.stat().st_size == len(data):
         if hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest():
             return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
     return True
 
 

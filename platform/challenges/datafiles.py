@@ -9,6 +9,8 @@ from pathlib import Path
 
 from django.core.cache import cache
 
+from datasets.cube_io import write_bytes_atomic
+
 from .models import Dataset
 
 
@@ -154,21 +156,6 @@ def render_previews(cube, parameters: dict) -> dict[str, bytes]:
     return out
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def case_preview(ds: Dataset, case: str, kind: str) -> Path:
     """The PNG file of one preview of image ``case`` of dataset ``ds``.
 
@@ -201,5 +188,5 @@ def case_preview(ds: Dataset, case: str, kind: str) -> Path:
     cube = manifest.read_cube(case)
     pngs = render_previews(cube, tissue_parameters(root, case, cube))
     for name, data in pngs.items():
-        _write_atomic(folder / f"{name}.png", data)
+        write_bytes_atomic(folder / f"{name}.png", data)
     return target

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.template.loader import render_to_string
 
+from datasets.cube_io import write_bytes_atomic
 from xenobench import counters
 
 from .pdf import PdfUnavailable, html_to_pdf
@@ -118,13 +118,6 @@ def _error_path(job: PdfJob) -> Path:
     return reports_dir() / f"{job.key}.error"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)  # readers see the whole file or none
-
-
 def state(job: PdfJob) -> PdfState:
     if pdf_path(job).is_file():
         return PdfState(READY)
@@ -193,17 +186,17 @@ def render(job: PdfJob) -> str:
             return READY
         ctx = _context(job)
         if ctx is None:
-            _write_atomically(_error_path(job), CHANGED.encode())
+            write_bytes_atomic(_error_path(job), CHANGED.encode())
             return FAILED
         try:
             data = html_to_pdf(standalone_html(ctx))
         except PdfUnavailable as exc:
-            _write_atomically(_error_path(job), str(exc).encode())
+            write_bytes_atomic(_error_path(job), str(exc).encode())
             return FAILED
-        _write_atomically(pdf_path(job), data)
+        write_bytes_atomic(pdf_path(job), data)
         return READY
     except Exception:
-        _write_atomically(_error_path(job), BROKEN.encode())
+        write_bytes_atomic(_error_path(job), BROKEN.encode())
         raise
     finally:
         counters.delete(job.marker)
