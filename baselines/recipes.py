@@ -54,6 +54,7 @@ __all__ = [
     "RecipeSettings",
     "cache_key",
     "cached_transforms",
+    "find_cached",
     "learn_xeno_transforms",
     "load_images",
     "train_recipe",
@@ -328,6 +329,15 @@ def _load_entry(directory: Path, key: str) -> CachedBaseline | None:
     if record.get("key") != key:
         return None
     return CachedBaseline(model.eval(), directory, key, True, record)
+
+
+def find_cached(
+    name: str, root: str | Path, cache_dir: str | Path, settings: RecipeSettings
+) -> CachedBaseline | None:
+    """The stored baseline for exactly these inputs, or None; trains nothing (a demo checks
+    its cache before it starts training processes)."""
+    key = cache_key(name, root, settings)
+    return _load_entry(Path(cache_dir) / f"{name}-{key[:16]}", key)
 
 
 def train_recipe_cached(

@@ -26,7 +26,7 @@ import argparse
 import hashlib
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -538,6 +538,35 @@ def _auto_folds(names: list[str], species: list[str], seed: int) -> list[Any]:
     return []
 
 
+def _simulate_job(job: tuple) -> dict[str, Any]:
+    """Simulate and write one image of :func:`simulate_dataset`; returns its manifest row."""
+    root, seed, s, subj, i, state, height, width, cube_format, cube_dtype, mapping = job
+    mapping = mapping or DEFAULT_LABEL_MAPPING  # None in worker processes (not picklable)
+    model = SPECIES_MODELS[s]
+    offsets = draw_subject(_sub_seed(seed, s, subj, "subject"))
+    rng = _sub_seed(seed, s, subj, i, "image")
+    subject = model.subject_name(subj)
+    stamp = _timestamp(_sub_seed(seed, s, subj, "date"), i)
+    name = f"{subject}#{stamp}"
+    organs = _dealt_organs(_sub_seed(seed, s, subj, "organs"), i, state)
+    img = simulate_image(s, state, height, width, rng, offsets, organs=organs, mapping=mapping)
+    cube_rel = f"{CUBES_DIR}/{name}{SUFFIXES[cube_format]}"
+    label_rel = f"{LABELS_DIR}/{name}.npy"
+    dtype = "float32" if cube_format == "tivita" else cube_dtype
+    write_cube(root / cube_rel, img.cube, fmt=cube_format, dtype=dtype)
+    np.save(root / label_rel, img.labels)
+    meta = {k: v for k, v in img.meta.items() if k != "organ_params"}
+    return {
+        "image_name": name,
+        "subject": subject,
+        "timestamp": stamp,
+        "cube_path": cube_rel,
+        "label_path": label_rel,
+        "camera_id": "sim",
+        **meta,
+    }
+
+
 def simulate_dataset(
     out_dir: str | Path,
     species: Sequence[str] = ("pig", "rat", "human"),
@@ -549,13 +578,16 @@ def simulate_dataset(
     seed: int = 0,
     cube_format: str = "b2nd",
     cube_dtype: str = "float16",
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
     mapping: LabelMapping = DEFAULT_LABEL_MAPPING,
+    workers: int = 1,
 ) -> Path:
     """Write a complete dataset (cubes, labels, manifest.csv, splits.json) to ``out_dir``.
 
     Image ``i`` of a subject gets ``tissue_states[i % len(tissue_states)]`` (a mapping gives
     per-species lists), so every subject has physiological and pathological images.
+    ``workers`` > 1 simulates images in that many processes (the same bytes as one);
+    ``progress`` is True (a tqdm bar), False, or called as ``progress(done, total)``.
     """
     root = Path(out_dir)
     if subjects_per_species is None:
@@ -565,7 +597,6 @@ def simulate_dataset(
     for s in species:
         if s not in SPECIES_MODELS:
             raise ValueError(f"unknown species {s!r}")
-    suffix = SUFFIXES[cube_format]
     jobs = []
     for s in species:
         states = tissue_states[s] if isinstance(tissue_states, Mapping) else tissue_states
@@ -577,42 +608,40 @@ def simulate_dataset(
                 jobs.append((s, subj, i, states[i % len(states)]))
     (root / CUBES_DIR).mkdir(parents=True, exist_ok=True)
     (root / LABELS_DIR).mkdir(parents=True, exist_ok=True)
-    iterator: Any = jobs
-    if progress:
+    parallel = workers > 1 and len(jobs) > 1 and mapping is DEFAULT_LABEL_MAPPING
+    work = [
+        (root, seed, s, subj, i, state, height, width, cube_format, cube_dtype, None if parallel else mapping)
+        for s, subj, i, state in jobs
+    ]  # fmt: skip
+    bar: Any = None
+    if progress is True:
         from tqdm import tqdm
 
-        iterator = tqdm(jobs, desc="simulate", unit="cube", file=sys.stderr)
-    rows = []
-    subjects: dict[tuple[str, int], dict[str, np.ndarray]] = {}
-    for s, subj, i, state in iterator:
-        model = SPECIES_MODELS[s]
-        if (s, subj) not in subjects:
-            subjects[(s, subj)] = draw_subject(_sub_seed(seed, s, subj, "subject"))
-        rng = _sub_seed(seed, s, subj, i, "image")
-        subject = model.subject_name(subj)
-        stamp = _timestamp(_sub_seed(seed, s, subj, "date"), i)
-        name = f"{subject}#{stamp}"
-        organs = _dealt_organs(_sub_seed(seed, s, subj, "organs"), i, state)
-        img = simulate_image(
-            s, state, height, width, rng, subjects[(s, subj)], organs=organs, mapping=mapping
-        )
-        cube_rel = f"{CUBES_DIR}/{name}{suffix}"
-        label_rel = f"{LABELS_DIR}/{name}.npy"
-        dtype = "float32" if cube_format == "tivita" else cube_dtype
-        write_cube(root / cube_rel, img.cube, fmt=cube_format, dtype=dtype)
-        np.save(root / label_rel, img.labels)
-        meta = {k: v for k, v in img.meta.items() if k != "organ_params"}
-        rows.append(
-            {
-                "image_name": name,
-                "subject": subject,
-                "timestamp": stamp,
-                "cube_path": cube_rel,
-                "label_path": label_rel,
-                "camera_id": "sim",
-                **meta,
-            }
-        )
+        bar = tqdm(total=len(work), desc="simulate", unit="cube", file=sys.stderr)
+    rows: list[dict[str, Any]] = []
+
+    def done(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if bar is not None:
+            bar.update()
+        elif callable(progress):
+            progress(len(rows), len(work))
+
+    if parallel:
+        # Images are independent given their seeds (_sub_seed), so the order of work does not
+        # change a byte; rows are put back in job order.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")  # no forked torch/BLAS thread state
+        with ProcessPoolExecutor(min(workers, len(work)), mp_context=ctx) as pool:
+            for row in pool.map(_simulate_job, work, chunksize=1):
+                done(row)
+    else:
+        for job in work:
+            done(_simulate_job(job))
+    if bar is not None:
+        bar.close()
     write_manifest(root, rows)
     provenance = {"simulator": SIMULATOR_VERSION, "seed": seed}
     (root / PROVENANCE_NAME).write_text(json.dumps(provenance, sort_keys=True), encoding="utf-8")
@@ -668,6 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", choices=("b2nd", "npy", "tivita"), default="b2nd")
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="processes simulating images")
     args = parser.parse_args(argv)
     h, w = args.size
     root = simulate_dataset(
@@ -682,6 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cube_format=args.format,
         cube_dtype=args.dtype,
         progress=not args.no_progress,
+        workers=args.workers,
     )
     print(f"wrote {root}")
     return 0

@@ -5,7 +5,10 @@ cd /app
 role="${1:-web}"; shift || true
 case "$role" in
   migrate)
-    exec python manage.py migrate --noinput ;;
+    python manage.py migrate --noinput
+    # With S3 storage (S3_BUCKET), create the bucket on first start (e.g. the "s3" profile's
+    # MinIO); with local storage this does nothing.
+    exec python manage.py shell -c "from xenobench.storage import ensure_bucket; ensure_bucket()" ;;
   web)
     python manage.py collectstatic --noinput >/dev/null
     cd platform

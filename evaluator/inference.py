@@ -37,6 +37,7 @@ from evaluator.modelformats import ModelFormatError, ModelInfo, get_format, insp
 from evaluator.sandbox import (
     DockerSandbox,
     Executor,
+    ImageRef,
     ImageRefused,
     Limits,
     Mount,
@@ -44,7 +45,10 @@ from evaluator.sandbox import (
     SandboxRequest,
     SandboxResult,
     get_sandbox,
+    production_switch_on,
+    warm,
 )
+from evaluator.sandbox.oci import OciSandbox
 
 __all__ = [
     "CaseResult",
@@ -84,8 +88,12 @@ class RunSpec:
     batch_size: int = 1
     prefetch: bool = True
     on_event: Callable[[dict], None] | None = None  # progress events from the harness
+    # Runs with the same key share one warm sandbox on this worker (the model loaded once,
+    # cases fed one at a time: evaluator.sandbox.warm); the key must name the model's content
+    # (its path may change between runs). None: a fresh sandbox for this run.
+    warm_key: str | None = None
 
-    def harness_job(self, model_dest: str) -> dict:
+    def harness_job(self, model_dest: str, *, serve: bool = False) -> dict:
         """The job file read by evaluator.harness.main inside the sandbox."""
         job = {
             "model": model_dest,
@@ -96,6 +104,9 @@ class RunSpec:
             "gpu": self.limits.gpu,
             "channels": self.channels,
         }
+        if serve:  # a warm sandbox: validation and cases come on the feed
+            io = {"cubes_dir": "/input", "output_dir": "/output", "prefetch": self.prefetch}
+            return {**job, "mode": "serve", **io}
         if self.cubes_dir is None:
             return {**job, "mode": "validate", "dummy_hw": list(DUMMY_HW)}
         return {
@@ -157,8 +168,10 @@ def validate_model(
     backend: str = "bwrap",
     preprocessing: str = "l1",
     production: bool = False,
+    warm_key: str | None = None,
 ) -> ValidationReport:
-    """Sniff the format, then load and run the model on a small dummy cube inside the sandbox."""
+    """Sniff the format, then load and run the model on a small dummy cube inside the sandbox.
+    With `warm_key`, the sandbox stays warm for the runs of that key (see RunSpec.warm_key)."""
     try:
         info = inspect_model(model_path)
     except ModelFormatError as exc:
@@ -174,6 +187,7 @@ def validate_model(
             production=production,
             preprocessing=preprocessing,
             channels=channels,
+            warm_key=warm_key,
         )
         try:
             return route.validate(spec)
@@ -200,8 +214,12 @@ def run_inference(
     channels: int | None = None,
     production: bool = False,
     prefetch: bool = True,
+    warm_key: str | None = None,
 ) -> InferenceResult:
     """Run the model over `<cubes_dir>/<case_id>.npy`, writing `<output_dir>/<case_id>.npy`.
+
+    With `warm_key`, runs of the same key on this worker share one warm sandbox that loads
+    the model once (see RunSpec.warm_key); the isolation is that of a fresh one.
 
     Every output is validated (shape == the cube's H x W, uint8, classes < num_classes,
     size cap, a plain .npy); failing outputs are per-case errors, never exceptions.
@@ -244,6 +262,7 @@ def run_inference(
             batch_size=batch_size,
             prefetch=prefetch,
             on_event=_progress_adapter(progress, case_ids),
+            warm_key=warm_key,
         )
         try:
             result = route.run(spec)
@@ -392,6 +411,8 @@ class _HarnessRoute:
 
     def run(self, spec: RunSpec) -> SandboxResult:
         sandbox = self._sandbox(spec.backend, spec.production)
+        if spec.warm_key is not None and hasattr(sandbox, "prepare"):
+            return self._run_warm(spec, sandbox)
         mounts, model_dest = _model_mounts(spec.model)
         with tempfile.TemporaryDirectory(prefix="xb-job-") as jobdir:
             if spec.cubes_dir is not None:
@@ -415,6 +436,59 @@ class _HarnessRoute:
             )
             return sandbox.run(request)
 
+    @staticmethod
+    def _run_warm(spec: RunSpec, sandbox) -> SandboxResult:
+        """The run's cases through this worker's warm sandbox for spec.warm_key (started
+        here, with the confinement of a one-shot run, when there is none yet); a validation
+        (no cubes) opens a new one that then serves the runs."""
+        model = spec.model
+        key = (
+            spec.warm_key, spec.backend, spec.production, model.size, model.format,
+            spec.num_classes, spec.preprocessing, spec.limits, spec.prefetch,
+        )  # fmt: skip
+
+        def start() -> warm.WarmSession:
+            folder = warm.new_session_dir()
+            try:
+                mounts, model_dest = _model_mounts(model)
+                job_file = folder / "job.json"
+                job_file.write_text(json.dumps(spec.harness_job(model_dest, serve=True)))
+                job_file.chmod(0o644)
+                mounts += [Mount(folder / "input", "/input"), Mount(job_file, "/job/job.json")]
+                request = SandboxRequest(
+                    argv=["/job/job.json"],
+                    python_main=HARNESS_MAIN,
+                    mounts=mounts,
+                    output_dir=spec.output_dir,
+                    limits=warm.session_limits(spec.limits),
+                )
+                prepared = sandbox.prepare(request)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            window = 2 if spec.prefetch else 1
+            return warm.WarmSession(
+                prepared, request, folder, window=window, link=warm.link_or_copy
+            )
+
+        if spec.cubes_dir is None:
+            channels = spec.channels or 1
+            return warm.serve_validation(
+                warm.POOL, key, start, DUMMY_HW, channels, limits=spec.limits
+            )
+        expected = {f"{c}.npy" for c in spec.case_ids}
+        return warm.serve_run(
+            warm.POOL,
+            key,
+            start,
+            spec.case_ids,
+            spec.cubes_dir,
+            spec.output_dir,
+            limits=spec.limits,
+            accept=expected.__contains__,
+            on_event=spec.on_event,
+        )
+
     def validate(self, spec: RunSpec) -> ValidationReport:
         info = spec.model
         result = self.run(spec)
@@ -437,18 +511,31 @@ class _HarnessRoute:
 
 
 class _ContainerRoute:
-    """Container images: run by docker/podman, reading /input and writing /output."""
+    """Container images, reading /input and writing /output: unpacked and run under bwrap
+    (OciSandbox, no daemon), or loaded into docker/podman where the backend names one."""
 
     def run(self, spec: RunSpec) -> SandboxResult:
         if spec.cubes_dir is None:
             raise ValueError("a container run needs a cubes folder")
-        sandbox = self._sandbox(spec.backend)
+        sandbox = self._sandbox(spec.backend, production=spec.production)
         image = sandbox.load_image(spec.model.path)
+        try:
+            return self._run_loaded(spec, sandbox, image)
+        finally:
+            if isinstance(sandbox, OciSandbox):  # a private unpacked copy; engines keep theirs
+                sandbox.remove_image(image)
+
+    def _run_loaded(
+        self, spec: RunSpec, sandbox: OciSandbox | DockerSandbox, image: ImageRef
+    ) -> SandboxResult:
+        assert spec.cubes_dir is not None
         with tempfile.TemporaryDirectory(prefix="xb-case-") as jobdir:
+            os.chmod(jobdir, 0o755)  # readable by an unprivileged sandbox uid (bwrap fallback)
             case_json = Path(jobdir) / "case.json"
             case_json.write_text(
                 json.dumps({"case_ids": list(spec.case_ids), "num_classes": spec.num_classes})
             )
+            case_json.chmod(0o644)
             cubes = spec.cubes_dir
             mounts = [
                 Mount((cubes / f"{c}.npy").resolve(), f"/input/{c}.npy") for c in spec.case_ids
@@ -495,7 +582,9 @@ class _ContainerRoute:
         return ValidationReport(False, message, info.format, error_kind=error_kind, log=result.log)
 
     @staticmethod
-    def _sandbox(backend: str) -> DockerSandbox:
+    def _sandbox(backend: str, production: bool = False) -> OciSandbox | DockerSandbox:
+        if backend == "bwrap":
+            return OciSandbox(production=production or production_switch_on())
         engines = [backend] if backend in ("docker", "podman") else ["docker", "podman"]
         reasons = []
         for engine in engines:
@@ -531,6 +620,10 @@ def _collect(
     for case_id in case_ids:
         name = f"{case_id}.npy"
         event = reported.get(case_id)
+        if case_id in result.stopped:  # a warm sandbox was stopped on (or before) this case
+            kind, msg = _run_failure(result.stopped[case_id], default=_ENDED)
+            cases[case_id] = CaseResult(case_id, False, kind, msg)
+            continue
         if event is not None and event.get("status") == "error":
             kind = inside_kind(event.get("kind"))
             cases[case_id] = CaseResult(case_id, False, kind, str(event.get("message", ""))[:2000])
@@ -561,6 +654,9 @@ def _collect(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(out / f"{case_id}.npy")
     return cases
+
+
+_ENDED = (MODEL_ERROR, "the model process ended before this case was finished")
 
 
 def _run_failure(result: SandboxResult, default=(None, "")) -> tuple[str | None, str]:

@@ -1,8 +1,11 @@
 """xenobench: submit models to a XenoBench site and follow them from a terminal.
 
     xenobench login [--url URL] [--username NAME]
+    xenobench phases
+    xenobench download CHALLENGE/TASK [--dest DIR]
     xenobench submit --phase ID MODEL_FILE [--method NAME] [--wait]
     xenobench status ID
+    xenobench logs ID
     xenobench results ID [--cases]
     xenobench leaderboard PHASE_ID [--format table|csv|json]
     xenobench quota PHASE_ID
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import getpass
+import hashlib
 import json
 import os
 import sys
@@ -124,6 +128,103 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_logs(args) -> int:
+    s = api_from_config().get(f"/api/submissions/{args.id}/")
+    print(_status_line(s), file=sys.stderr)
+    if "log" not in s:
+        raise CliError("the model's log is not shown to participants in this phase")
+    sys.stdout.write(s["log"] if s["log"].endswith("\n") or not s["log"] else s["log"] + "\n")
+    return 0
+
+
+def cmd_phases(args) -> int:
+    phases = list(api_from_config(need_token=False).paginate("/api/phases/"))
+    if not phases:
+        print("no phases you can see")
+    for p in phases:
+        state = "open" if p["is_open"] else "closed"
+        print(f"{p['id']:>6}  {p['challenge']}/{p['task']}/{p['slug']}  {state}  {p['title']}")
+        if p.get("contract"):
+            print(f"        input {p['contract']['input']}; output {p['contract']['output']}")
+    return 0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _safe_relative(name: str) -> Path:
+    """A server-given file name as a path inside the destination (never outside it)."""
+    rel = Path(name)
+    if rel.is_absolute() or not rel.parts or any(p in ("..", "") for p in rel.parts):
+        raise CliError(f"refusing the file name {name!r} (outside the download folder)")
+    return rel
+
+
+def cmd_download(args) -> int:
+    """Every training file of a task, resumable, each checked against SHA256SUMS."""
+    challenge, _, task = args.task.strip("/").partition("/")
+    if not challenge or not task or "/" in task:
+        raise CliError("name the task as CHALLENGE/TASK, e.g. xeno-demo/pig-to-human")
+    api = api_from_config()
+    base = f"/c/{challenge}/{task}/"
+    listing = api.get(base + "data.json")
+    sums_text = api.get_text(base + "SHA256SUMS")
+    expected = {}
+    for line in sums_text.splitlines():
+        digest, _, name = line.partition("  ")
+        if digest and name:
+            expected[name] = digest
+    dest = Path(args.dest or f"{challenge}-{task}-training")
+    dest.mkdir(parents=True, exist_ok=True)
+    fetched = present = 0
+    files = listing["files"]
+    for i, f in enumerate(files, 1):
+        rel = _safe_relative(f["path"])
+        want = expected.get(f["path"])
+        if want is None:
+            raise CliError(f"{f['path']} is not in SHA256SUMS; try again later")
+        target = dest / rel
+        if target.is_file() and target.stat().st_size == f["size"] and _sha256(target) == want:
+            present += 1
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        for attempt in (1, 2):
+            if part.exists() and part.stat().st_size > f["size"]:
+                part.unlink()
+            label = f"[{i}/{len(files)}] {f['path']}"
+            progress = None if args.quiet else _bar(label)
+            api.download(f["url"], part, progress)
+            if _sha256(part) == want:
+                break
+            part.unlink()  # corrupt: the second attempt starts from scratch
+            if attempt == 2:
+                raise CliError(f"{f['path']}: checksum mismatch twice; try again later")
+        part.replace(target)
+        fetched += 1
+    (dest / "SHA256SUMS").write_text(sums_text, encoding="utf-8")
+    print(
+        f"{len(files)} files in {dest} ({fetched} downloaded, {present} already there), "
+        "all match SHA256SUMS"
+    )
+    return 0
+
+
+def _bar(label: str):
+    def show(done: int, total: int) -> None:
+        pct = 100 * done // total if total else 100
+        stderr(f"\r{label}: {done / 2**20:.1f} / {total / 2**20:.1f} MB ({pct:3d}%)", end="")
+        if done >= total:
+            stderr("")
+
+    return show
+
+
 def cmd_results(args) -> int:
     api = api_from_config()
     s = api.get(f"/api/submissions/{args.id}/")
@@ -211,6 +312,16 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="status and progress of a submission")
     s.add_argument("id", type=int)
     s.set_defaults(func=cmd_status)
+    s = sub.add_parser("logs", help="your model's log of a submission (where the phase shows it)")
+    s.add_argument("id", type=int)
+    s.set_defaults(func=cmd_logs)
+    s = sub.add_parser("phases", help="phases you can see, with their ids")
+    s.set_defaults(func=cmd_phases)
+    s = sub.add_parser("download", help="a task's training data, resumable and checked")
+    s.add_argument("task", help="CHALLENGE/TASK, as in the task page's address")
+    s.add_argument("--dest", help="folder (default: CHALLENGE-TASK-training)")
+    s.add_argument("--quiet", action="store_true", help="no progress")
+    s.set_defaults(func=cmd_download)
     s = sub.add_parser("results", help="scores of a submission")
     s.add_argument("id", type=int)
     s.add_argument("--cases", action="store_true", help="per-case results as CSV (if shown)")

@@ -61,6 +61,11 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
     if isinstance(data, dict):
         if "detail" in data and len(data) == 1:
             return f"HTTP {exc.code}: {data['detail']}"
+        if "detail" in data and isinstance(data.get("phases"), list):
+            # an unknown phase: the server lists those the caller can submit to
+            lines = [f"  {p['id']:>6}  {p['phase']}  ({p['title']})" for p in data["phases"]]
+            found = "\n".join(lines) or "  (none open now)"
+            return f"HTTP {exc.code}: {data['detail'].split(';')[0]}; phases you can submit to:\n{found}"
         parts = [
             f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in data.items()
         ]
@@ -105,6 +110,46 @@ class Api:
 
     def get(self, path: str) -> Any:
         return self._request("GET", path)
+
+    def get_text(self, path: str) -> str:
+        """A text (not JSON) resource, e.g. SHA256SUMS."""
+        headers = {"Authorization": f"Token {self.token}"} if self.token else {}
+        url = path if path.startswith("http") else self.base + path
+        req = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                return resp.read().decode("utf-8")
+        except urllib.error.HTTPError as exc:
+            raise CliError(_error_message(exc)) from None
+        except urllib.error.URLError as exc:
+            raise CliError(f"cannot reach {self.base}: {exc.reason}") from None
+
+    def download(self, url: str, target: Path, progress: Callable[[int, int], None] | None = None):
+        """Fetch ``url`` into ``target``, resuming a partial ``target`` with an HTTP Range
+        request (a server that ignores the range gets the file from the start)."""
+        have = target.stat().st_size if target.exists() else 0
+        headers = {"Authorization": f"Token {self.token}"} if self.token else {}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        req = urllib.request.Request(url, headers=headers)
+        try:
+            resp = urllib.request.urlopen(req, timeout=self.timeout)  # noqa: S310
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416:  # nothing left to fetch: the caller verifies the checksum
+                return
+            raise CliError(f"{url}: {_error_message(exc)}") from None
+        except urllib.error.URLError as exc:
+            raise CliError(f"cannot reach {self.base}: {exc.reason}") from None
+        with resp:
+            resumed = resp.status == 206
+            total = int(resp.headers.get("Content-Length") or 0) + (have if resumed else 0)
+            done = have if resumed else 0
+            with open(target, "ab" if resumed else "wb") as fh:
+                while block := resp.read(CHUNK):
+                    fh.write(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
 
     def post_form(self, path: str, fields: dict[str, str]) -> Any:
         body = urllib.parse.urlencode(fields).encode()

@@ -1,9 +1,10 @@
-"""Error kinds shared by the harness and the trusted side."""
+"""Error kinds shared by the harness and the trusted side: the one home of their values (the
+platform stores them in CaseScore.error_kind and Submission.failure_kind)."""
 
 from __future__ import annotations
 
-TIMEOUT = "timeout"
-MEMORY = "memory"
+TIMEOUT = "time_exceeded"
+MEMORY = "memory_exceeded"
 INVALID_OUTPUT = "invalid_output"
 MODEL_ERROR = "model_error"
 SANDBOX_ERROR = "sandbox_error"
@@ -66,6 +67,14 @@ _MEMORY_HINTS = (
 )
 
 
+# A thread or process the kernel refused (RLIMIT_NPROC or pids.max: EAGAIN from clone).
+_PROCESS_HINTS = (
+    "can't start new thread",
+    "pthread_create",
+    "resource temporarily unavailable",
+)
+
+
 def classify(exc: BaseException) -> tuple[str, str]:
     """Map an exception raised while loading/running a model to (kind, participant message)."""
     if isinstance(exc, HarnessError):
@@ -73,6 +82,11 @@ def classify(exc: BaseException) -> tuple[str, str]:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, MemoryError) or any(h in text.lower() for h in _MEMORY_HINTS):
         return MEMORY, "the model ran out of memory (memory limit reached): " + _short(text)
+    if any(h in text.lower() for h in _PROCESS_HINTS):
+        return TOO_MANY_PROCESSES, (
+            "the model could not start another process or thread (process limit reached): "
+            + _short(text)
+        )
     return MODEL_ERROR, "the model raised an error: " + _short(text)
 
 

@@ -5,15 +5,21 @@ Events (one JSON object per line on fd $XENOBENCH_EVENT_FD):
   {"event": "validated", "output_kind", "output_shape"}
   {"event": "case", "case_id", "index", "total", "status": "ok"|"error", "kind", "message"}
   {"event": "fatal", "kind", "message"}
+
+Modes: "validate" (a dummy cube), "infer" (the job's case ids), "serve" (a warm sandbox:
+case ids arrive one JSON line at a time on fd $XENOBENCH_FEED_FD, each once the host has
+made its cube visible in /input, until the host closes the feed).
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -63,6 +69,8 @@ def main(argv: list[str]) -> int:
                 job[key] = host(job[key])
         if job["mode"] == "validate":
             return _validate(job, _load(job, events), events)
+        if job["mode"] == "serve":
+            return _serve(job, events)
         return _infer(job, lambda: _load(job, events), events)
     except HarnessError as exc:
         events.emit(event="fatal", kind=exc.kind, message=exc.message)
@@ -118,15 +126,43 @@ def _validate(job: dict, runner, events: Events) -> int:
     return 0
 
 
-def _infer(job: dict, load_runner, events: Events) -> int:
+def _serve(job: dict, events: Events) -> int:
+    """Serve mode (a warm sandbox): the host's feed may open with a validation request (the
+    dummy cube's H, W, channels), then sends case ids until it closes; the model is loaded
+    once for all of them."""
+    feed = _feed(int(os.environ["XENOBENCH_FEED_FD"]))
+    first = next(feed, None)
+    if first is None:
+        return 0
+    if "validate" in first:
+        runner = _load(job, events)
+        h, w = (int(v) for v in first["validate"])
+        dummy = {**job, "dummy_hw": [h, w], "channels": int(first.get("channels") or 1)}
+        _validate(dummy, runner, events)
+        rest = feed
+        load_runner = lambda: runner  # noqa: E731
+    else:
+        rest = itertools.chain([first], feed)
+        load_runner = lambda: _load(job, events)  # noqa: E731
+    case_ids = (str(m["case_id"]) for m in rest if isinstance(m.get("case_id"), str))
+    return _infer(job, load_runner, events, case_ids)
+
+
+def _infer(job: dict, load_runner, events: Events, fed: Iterable[str] | None = None) -> int:
     """Run every case. Unless job["prefetch"] is false, the next batch is read and
     preprocessed on a helper thread while the model runs (numpy releases the GIL), and the
-    first one while the model loads."""
-    case_ids = list(job["case_ids"])
-    total = len(case_ids)
+    first one while the model loads. Cases `fed` by the host (serve mode) come one at a time
+    (batches of one: a case's successor may only be fed once it is closed)."""
+    if fed is not None:
+        case_ids: Iterable[str] = fed
+        total = 0
+        batch_size = 1
+    else:
+        case_ids = list(job["case_ids"])
+        total = len(case_ids)
+        batch_size = max(1, int(job.get("batch_size", 1)))
     method = job.get("preprocessing", "l1")
     out_dir = job["output_dir"]
-    batch_size = max(1, int(job.get("batch_size", 1)))
     groups = _groups(case_ids, batch_size, job["cubes_dir"], job.get("channels"))
 
     def produce():
@@ -199,30 +235,46 @@ def _infer(job: dict, load_runner, events: Events) -> int:
     return 0
 
 
-def _groups(case_ids: list[str], batch_size: int, cubes_dir: str, channels):
+def _feed(fd: int) -> Iterator[dict]:
+    """The host's requests, one JSON object a line, until it closes the feed."""
+    with os.fdopen(fd, "rb") as fh:
+        for line in fh:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                yield message
+
+
+def _groups(case_ids: Iterable[str], batch_size: int, cubes_dir: str, channels):
     """Yield (cases to run together, cases that could not be read); a batch holds cubes of
     one shape only."""
-    i, total = 0, len(case_ids)
+    source = iter(case_ids)
+    exhausted = False
     carry = None
-    while i < total or carry is not None:
+    while not exhausted or carry is not None:
         good: list[tuple[str, np.ndarray]] = []
         bad: list[tuple[str, HarnessError]] = []
         if carry is not None:
             good.append(carry)
             carry = None
-        while i < total and len(good) < batch_size:
-            case_id = case_ids[i]
-            i += 1
+        while len(good) < batch_size:
+            case_id = next(source, None)
+            if case_id is None:
+                exhausted = True
+                break
             try:
                 cube = read_cube(os.path.join(cubes_dir, case_id + ".npy"), channels)
             except HarnessError as exc:
                 bad.append((case_id, exc))
-                continue
+                break  # reported at once: in serve mode the next case comes after it closes
             if good and good[0][1].shape != cube.shape:
                 carry = (case_id, cube)
                 break
             good.append((case_id, cube))
-        yield good, bad
+        if good or bad:
+            yield good, bad
 
 
 def prepare_batch(cubes: list[np.ndarray], method: str) -> np.ndarray:
@@ -249,7 +301,9 @@ def _write(path: str, labels: np.ndarray) -> tuple[str, str] | None:
     try:
         np.save(path, np.ascontiguousarray(labels, dtype=np.uint8), allow_pickle=False)
     except OSError as exc:
-        if exc.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
+        # errno None: numpy's short write ("... requested and ... written") at RLIMIT_FSIZE
+        # or a full output tmpfs.
+        if exc.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT, None):
             return OUTPUT_TOO_LARGE, "the output is larger than the allowed output size"
         return SANDBOX_ERROR, f"cannot write the output: {exc}"
     return None

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._onnx import Onnx
-from ._tar import OciArchive, refuse_tar
+from ._tar import refuse_tar
 from ._zip import EXPORT_HINT, TorchExport, TorchScript, refuse_zip
 from .errors import ModelFormatError
+from .oci import OciImage
 from .registry import (
     ModelFormat,
     ModelInfo,
@@ -25,7 +26,7 @@ from .registry import (
     registered_formats,
 )
 
-for _handler in (TorchScript(), TorchExport(), Onnx(), OciArchive()):
+for _handler in (TorchScript(), TorchExport(), Onnx(), OciImage()):
     register_format(_handler)
 
 FORMATS = tuple(h.name for h in registered_formats())

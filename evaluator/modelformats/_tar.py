@@ -1,13 +1,15 @@
-"""OCI / `docker save` tar archives, checked from their headers only."""
+"""Tar archives (OCI / `docker save` image archives and their layers), checked from their
+headers only."""
 
 from __future__ import annotations
 
 import posixpath
 import tarfile
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import ModelFormatError
-from .registry import ModelFormat, Probe
+from .registry import Probe
 
 MAX_MEMBERS = 50_000
 MAX_TOTAL = 64 * 1024**3
@@ -17,28 +19,36 @@ MAX_META_HEADER = 1024**2  # pax / GNU long-name headers are read into memory by
 def _prescan(path: Path, size: int) -> None:
     """Walk the raw 512-byte headers before tarfile does, refusing oversized metadata
     headers (tarfile would read them whole into the trusted process's memory)."""
-    offset = 0
     with open(path, "rb") as fh:
-        for _ in range(4 * MAX_MEMBERS):
-            if offset + 512 > size:
-                return  # tarfile reports truncation
-            fh.seek(offset)
-            block = fh.read(512)
-            if block.count(0) == 512:
-                return
-            raw = block[124:136]
-            if raw[0] & 0x80:  # base-256 size
-                length = int.from_bytes(raw[1:], "big")
-            else:
-                text = raw.split(b"\0", 1)[0].strip() or b"0"
-                try:
-                    length = int(text, 8)
-                except ValueError:
-                    raise ModelFormatError("the image archive is corrupted") from None
-            if block[156:157] in (b"x", b"g", b"L", b"K") and length > MAX_META_HEADER:
-                raise ModelFormatError("the image archive has an oversized metadata header")
-            offset += 512 + (length + 511) // 512 * 512
-    raise ModelFormatError(f"the image archive has too many entries (limit {MAX_MEMBERS})")
+        prescan_headers(fh, 0, size)
+
+
+def prescan_headers(
+    fh: BinaryIO, start: int, size: int, *, max_members: int = MAX_MEMBERS, what: str = "image"
+) -> None:
+    """The header walk of _prescan over ``size`` bytes of ``fh`` from ``start`` (a tar stored
+    inside another file, e.g. an image layer)."""
+    offset = 0
+    for _ in range(4 * max_members):
+        if offset + 512 > size:
+            return  # tarfile reports truncation
+        fh.seek(start + offset)
+        block = fh.read(512)
+        if block.count(0) == 512:
+            return
+        raw = block[124:136]
+        if raw[0] & 0x80:  # base-256 size
+            length = int.from_bytes(raw[1:], "big")
+        else:
+            text = raw.split(b"\0", 1)[0].strip() or b"0"
+            try:
+                length = int(text, 8)
+            except ValueError:
+                raise ModelFormatError(f"the {what} archive is corrupted") from None
+        if block[156:157] in (b"x", b"g", b"L", b"K") and length > MAX_META_HEADER:
+            raise ModelFormatError(f"the {what} archive has an oversized metadata header")
+        offset += 512 + (length + 511) // 512 * 512
+    raise ModelFormatError(f"the {what} archive has too many entries (limit {max_members})")
 
 
 def tar_members(path: Path, size: int) -> frozenset[str]:
@@ -72,18 +82,6 @@ def tar_members(path: Path, size: int) -> frozenset[str]:
     if total > MAX_TOTAL:
         raise ModelFormatError("the image archive declares more data than allowed")
     return frozenset(names)
-
-
-class OciArchive(ModelFormat):
-    """`docker save` / OCI image archives, run by a container engine, not by the harness."""
-
-    name = "oci_archive"
-    title = "container image (`docker save` tar)"
-    executor = "container"
-
-    def sniff(self, probe: Probe) -> bool:
-        members = probe.tar_members if probe.is_tar else frozenset()
-        return "manifest.json" in members or "index.json" in members
 
 
 def refuse_tar(probe: Probe) -> str | None:

@@ -7,6 +7,7 @@ inside the SVG to keep files small. Every function accepts a RankingResult or it
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,6 +69,32 @@ def _height(k: int) -> float:
     return max(2.6, 0.32 * k + 1.4)
 
 
+WRAP = 16  # characters per line of a method name under an axis
+CHAR_IN = 0.085  # width of an average character at 10 pt DejaVu Sans, inches
+
+
+def _wrapped(names: list[str]) -> list[str]:
+    """Long method names over two or more lines, so tick labels stay narrow."""
+    return [textwrap.fill(n, WRAP, break_long_words=True) or n for n in names]
+
+
+def _x_labels(ax, names: list[str], width_in: float) -> float:
+    """Method names under the x axis, never overlapping: wrapped and horizontal when that
+    fits, else on one line turned by 45 degrees (90 when ticks are very close). Returns the
+    extra figure height in inches the labels need."""
+    wrapped = _wrapped(names)
+    longest = max((max(len(x) for x in lab.split("\n")) for lab in wrapped), default=1)
+    lines = max((lab.count("\n") + 1 for lab in wrapped), default=1)
+    per_tick = 0.8 * width_in / max(len(names), 1)
+    if longest * CHAR_IN <= 0.9 * per_tick:
+        ax.set_xticks(range(len(names)), wrapped)
+        return 0.18 * lines
+    angle = 45 if per_tick >= 0.3 else 90
+    ax.set_xticks(range(len(names)), names, rotation=angle, ha="right", rotation_mode="anchor")
+    full = max((len(n) for n in names), default=1)
+    return (0.71 if angle == 45 else 1.0) * full * CHAR_IN + 0.2
+
+
 def _metric_label(res: RankingResult) -> str:
     arrow = "higher is better" if res.higher_is_better else "lower is better"
     return f"{res.metric} ({arrow})"
@@ -113,7 +140,8 @@ def blob_plot(result: RankingResult | Mapping[str, Any]) -> str:
     """Bootstrap rank distribution: blob area = share of replicates at each rank."""
     res = _result(result)
     k = res.n_methods
-    fig = _figure(max(4.0, 0.45 * k + 2), max(3.0, 0.3 * k + 1.8))
+    width = max(4.5, 0.6 * k + 2.5)
+    fig = _figure(width, 1.0)
     ax = fig.add_subplot()
     b = max(res.bootstrap.n_bootstrap, 1)
     for i, m in enumerate(res.methods):
@@ -132,19 +160,29 @@ def blob_plot(result: RankingResult | Mapping[str, Any]) -> str:
             ax.plot([i, i], [m.boot_rank_low, m.boot_rank_high], color="black", lw=1)
             ax.plot(i, m.boot_rank_median, "x", color="black", ms=6)
     ax.plot(range(k), [m.rank for m in res.methods], "_", color="#D55E00", ms=14, mew=2)
-    ax.set_xticks(
-        range(k), res.method_names, rotation=45 if k > 3 else 0, ha="right" if k > 3 else "center"
-    )
+    extra = _x_labels(ax, res.method_names, width)
+    ax.set_xlim(-0.6, k - 0.4)
     ax.set_ylim(k + 0.7, 0.3)
     ax.set_yticks(range(1, k + 1))
     ax.set_ylabel("rank (1 = best)")
     ax.set_xlabel("method (in LMM rank order)")
-    ax.set_title(
-        f"Rank stability ({res.bootstrap.n_bootstrap} subject bootstraps)\n"
-        "area: share of replicates; x: median; bar: 95% interval;\nred: LMM rank",
-        fontsize=10,
+    ax.set_title(f"Rank stability ({res.bootstrap.n_bootstrap} subject bootstraps)")
+    key = [
+        matplotlib.lines.Line2D([], [], ls="", marker="o", color="#999999", ms=8),
+        matplotlib.lines.Line2D([], [], ls="", marker="x", color="black", ms=6),
+        matplotlib.lines.Line2D([], [], color="black", lw=1),
+        matplotlib.lines.Line2D([], [], ls="", marker="_", color="#D55E00", ms=12, mew=2),
+    ]
+    fig.legend(
+        key,
+        ["share of replicates (area)", "median rank", "95% interval", "LMM rank"],
+        loc="outside lower center",
+        ncols=2,
+        fontsize=8,
+        frameon=False,
     )
     ax.grid(alpha=0.3)
+    fig.set_figheight(max(3.0, 0.32 * k + 1.6) + extra + 0.5)
     return _svg(fig)
 
 
@@ -168,13 +206,12 @@ def significance_map(result: RankingResult | Mapping[str, Any], kind: str = "lmm
     else:
         raise ValueError("kind must be 'lmm' or 'wilcoxon'")
     cmap = matplotlib.colors.ListedColormap(["#E69F00", "#EEEEEE", "#0072B2"])
-    fig = _figure(max(3.8, 0.38 * k + 2.6), max(3.2, 0.38 * k + 1.8))
+    width = max(4.2, 0.5 * k + 3.2)
+    fig = _figure(width, 1.0)
     ax = fig.add_subplot()
     ax.imshow(mat + 1, cmap=cmap, vmin=0, vmax=2)
-    ax.set_xticks(
-        range(k), res.method_names, rotation=45 if k > 2 else 0, ha="right" if k > 2 else "center"
-    )
-    ax.set_yticks(range(k), res.method_names)
+    extra = _x_labels(ax, res.method_names, 0.5 * width)
+    ax.set_yticks(range(k), _wrapped(res.method_names))
     ax.set_xlabel("compared with (column)")
     ax.set_ylabel("method (row)")
     ax.set_title(f"Significance map: {title}, alpha={alpha:g}", fontsize=10)
@@ -184,6 +221,8 @@ def significance_map(result: RankingResult | Mapping[str, Any], kind: str = "lmm
         matplotlib.patches.Patch(color="#E69F00", label="row significantly worse"),
     ]
     fig.legend(handles=patches, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    lines = max((lab.count("\n") + 1 for lab in _wrapped(res.method_names)), default=1)
+    fig.set_figheight(max(3.2, (0.17 * lines + 0.15) * k + 1.8) + extra)
     return _svg(fig)
 
 
@@ -197,7 +236,7 @@ def podium_plot(result: RankingResult | Mapping[str, Any], table: pd.DataFrame) 
     oriented = vals if res.higher_is_better else -vals
     oriented = np.where(np.isnan(oriented), -np.inf, oriented)
     places = pd.DataFrame(oriented).rank(axis=1, method="min", ascending=False).to_numpy()
-    fig = _figure(max(5.0, 0.6 * k + 3), 6)
+    fig = _figure(max(5.0, 0.6 * k + 3), 6 + 0.2 * ((k + 2) // 3))
     top, bottom = fig.subplots(2, 1, height_ratios=[2, 1], sharex=True)
     rng = np.random.default_rng(0)
     width = 0.8 / k
@@ -221,7 +260,9 @@ def podium_plot(result: RankingResult | Mapping[str, Any], table: pd.DataFrame) 
         )
     top.set_ylabel(_metric_label(res))
     top.set_title("Podium: case scores at the place achieved on each case")
-    fig.legend(loc="outside right upper", fontsize=8, frameon=False, markerscale=2)
+    fig.legend(
+        loc="outside lower center", ncols=min(k, 3), fontsize=8, frameon=False, markerscale=2
+    )
     bottom.set_xticks(range(1, k + 1))
     bottom.set_xlabel("place on a case (1 = best, ties 'min')")
     bottom.set_ylabel("share of cases")
@@ -234,7 +275,8 @@ def dot_box_plot(result: RankingResult | Mapping[str, Any], table: pd.DataFrame)
     res = _result(result)
     k = res.n_methods
     wide = _wide(res, table)
-    fig = _figure(max(4.0, 0.5 * k + 2.5), 4.2)
+    width = max(4.5, 0.6 * k + 2.5)
+    fig = _figure(width, 1.0)
     ax = fig.add_subplot()
     rng = np.random.default_rng(0)
     data = [wide[c].dropna().to_numpy(dtype=float) for c in wide.columns]
@@ -253,13 +295,12 @@ def dot_box_plot(result: RankingResult | Mapping[str, Any], table: pd.DataFrame)
         )
         if d.size:
             ax.plot(i, d.mean(), "D", color="#D55E00", ms=5)
-    ax.set_xticks(
-        range(k), res.method_names, rotation=45 if k > 3 else 0, ha="right" if k > 3 else "center"
-    )
+    extra = _x_labels(ax, res.method_names, width)
     ax.set_ylabel(_metric_label(res))
     ax.set_xlabel("method (in LMM rank order); red diamond = mean")
-    ax.set_title("Case scores per method (missing cases at the worst value)")
+    ax.set_title("Case scores per method\n(missing cases at the worst value)")
     ax.grid(axis="y", alpha=0.3)
+    fig.set_figheight(4.2 + extra)
     return _svg(fig)
 
 
@@ -268,19 +309,17 @@ def scheme_lines(result: RankingResult | Mapping[str, Any]) -> str:
     res = _result(result)
     k = res.n_methods
     keys = ["lmm", *res.methods[0].scheme_ranks] if res.methods else ["lmm"]
-    fig = _figure(max(6.0, 1.2 * len(keys) + 3), _height(k) + 0.5)
+    fig = _figure(max(6.0, 1.2 * len(keys) + 2), _height(k) + 0.5)
     ax = fig.add_subplot()
     for i, m in enumerate(res.methods):
         ranks = [m.rank] + [m.scheme_ranks[s] for s in keys[1:]]
-        ax.plot(range(len(keys)), ranks, marker=MARKERS[i % 8], color=_colour(i), lw=1.5)
-        ax.annotate(
-            m.method,
-            (len(keys) - 1, ranks[-1]),
-            xytext=(6, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=8,
+        ax.plot(
+            range(len(keys)),
+            ranks,
+            marker=MARKERS[i % 8],
             color=_colour(i),
+            lw=1.5,
+            label=f"{m.rank}. {m.method}",
         )
     ax.set_xticks(range(len(keys)), [SCHEME_LABELS.get(s, s) for s in keys])
     ax.set_xlim(-0.3, len(keys) - 0.3)
@@ -289,6 +328,9 @@ def scheme_lines(result: RankingResult | Mapping[str, Any]) -> str:
     ax.set_ylabel("rank (1 = best)")
     ax.set_title("Ranks across ranking schemes")
     ax.grid(alpha=0.3)
+    # A legend, not labels at the line ends: methods tied under a scheme end at one point.
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    fig.set_figheight(_height(k) + 0.5 + 0.2 * ((k + 1) // 2))
     return _svg(fig)
 
 
@@ -315,7 +357,8 @@ def rank_heatmap(
         ],
         dtype=float,
     ).reshape(k, nt + 1)
-    fig = _figure(max(4.0, 0.8 * (nt + 1) + 2.5), _height(k))
+    width = max(4.5, 0.8 * (nt + 1) + 3.5)
+    fig = _figure(width, _height(k))
     ax = fig.add_subplot()
     im = ax.imshow(mat, cmap="viridis_r", vmin=1, vmax=max(k, 2), aspect="auto")
     for (r, c), v in np.ndenumerate(mat):
@@ -329,16 +372,13 @@ def rank_heatmap(
                 fontsize=8,
                 color="white" if v < (k + 1) / 2 else "black",
             )
-    ax.set_xticks(
-        range(nt + 1),
-        [*tasks, "consensus"],
-        rotation=45 if nt > 2 else 0,
-        ha="right" if nt > 2 else "center",
-    )
-    ax.set_yticks(range(k), methods)
+    extra = _x_labels(ax, [*tasks, "consensus"], 0.6 * width)
+    ax.set_yticks(range(k), _wrapped(list(methods)))
     ax.axvline(nt - 0.5, color="white", lw=3)
     ax.set_title("Ranks per task and consensus (mean rank)")
     fig.colorbar(im, ax=ax, label="rank (1 = best)", shrink=0.8)
+    lines = max((lab.count("\n") + 1 for lab in _wrapped(list(methods))), default=1)
+    fig.set_figheight(max(_height(k), (0.17 * lines + 0.15) * k + 1.4) + extra)
     return _svg(fig)
 
 

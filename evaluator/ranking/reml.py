@@ -422,6 +422,22 @@ def fit_reml(
     if not candidates:
         raise RemlError("REML criterion not finite at any optimiser's result")
     best_dev, best_lam, best_name = min(candidates, key=lambda c: c[0])
+    if n_par and not any(
+        r["converged"] and r["reml_deviance"] is not None and r["reml_deviance"] - best_dev <= 1e-3
+        for r in runs
+    ):
+        # Gradient methods often stop at the optimum with "precision loss" / ABNORMAL line
+        # searches (finite-difference noise near a flat minimum). A derivative-free polish
+        # from the best point either confirms it (converged) or finds a lower criterion.
+        with np.errstate(all="ignore"):
+            res = minimize(
+                lambda t: prof(t * t),
+                np.sqrt(best_lam),
+                method="Nelder-Mead",
+                options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000},
+            )
+            record("nelder-mead-polish", res, res.x**2)
+        best_dev, best_lam, best_name = min(candidates, key=lambda c: c[0])
     for r in runs:
         if r["reml_deviance"] is not None and r["reml_deviance"] - best_dev > 1e-3:
             fit_warnings.append(

@@ -3,8 +3,9 @@
 Every backend is an ``Executor``: ``run(request: SandboxRequest) -> SandboxResult``, one
 signature for all (a container image travels as ``request.image``).
 
-- "bwrap" (default, Linux): BwrapSandbox
-- "docker" / "podman": DockerSandbox, for container submissions
+- "bwrap" (default, Linux): BwrapSandbox; container images under it: oci.OciSandbox (the
+  image unpacked as a read-only root, no daemon)
+- "docker" / "podman": DockerSandbox, for container submissions where an engine runs
 - "none": NoSandbox, organizer-trusted code in development only, refused in production
 
 bwrap layout: /usr, the Python prefix and the venv's site-packages read-only, only the
@@ -16,6 +17,8 @@ created) and a seccomp filter (seccomp.py). A small supervisor (_supervisor.py) 
 sandbox applies the rlimits, enforces the wall clock, kills every leftover process and streams
 /output back as a tar that the trusted side unpacks with checks (regular files, safe names,
 sizes). Nothing reported from inside counts as a platform failure (see _supervised.py).
+warm.py keeps one such sandbox running per submission on a worker (model loaded once, cases
+fed one at a time, same confinement; backends that can: ``prepare(request)``).
 docs/security.md lists every limit and what each backend guarantees.
 """
 

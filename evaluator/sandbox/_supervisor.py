@@ -5,10 +5,17 @@ limit, kills every leftover process of the sandbox, then streams the regular fil
 the output directory as a tar to a pipe the trusted side reads (the output directory is a
 size-capped tmpfs that would vanish with the sandbox's mount namespace).
 
+In serve mode (a warm sandbox, evaluator/sandbox/warm.py) the command runs for many cases:
+the host asks on a control pipe for named output files ("collect"), which are sent as one
+framed tar each (a JSON header line, then that many bytes) and removed from the output
+directory; the session ends when the command exits, the host closes the control pipe, or
+the session's wall clock runs out.
+
 Usage: python -I -S -B _supervisor.py CONFIG_JSON
 """
 
 import ctypes
+import io
 import json
 import os
 import resource
@@ -18,6 +25,8 @@ import stat
 import sys
 import tarfile
 import time
+
+SAFE_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_#@+=,.-")
 
 
 def _no_ptrace() -> None:
@@ -81,6 +90,96 @@ def _wait(pid: int, deadline: float, max_procs: int) -> tuple[int | None, str | 
         os.close(fd)
 
 
+def _serve(cfg: dict, pid: int, deadline: float, max_procs: int):
+    """Serve mode: answer the host's collect commands while the child runs. Returns
+    (status, None) when the child exits, else (None, "timeout" | "processes" | "stopped")."""
+    fd = os.pidfd_open(pid)
+    ctl = cfg["ctl_fd"]
+    buf = b""
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None, "timeout"
+            wait = min(remaining, 0.05) if max_procs else remaining
+            ready, _, _ = select.select([fd, ctl], [], [], wait)
+            if fd in ready:
+                _, status = os.waitpid(pid, 0)
+                return status, None
+            if ctl in ready:
+                data = os.read(ctl, 65536)
+                if not data:
+                    return None, "stopped"  # the host ended the session
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    _command(cfg, line)
+            if max_procs and _count_processes() > max_procs:
+                return None, "processes"
+    finally:
+        os.close(fd)
+
+
+def _command(cfg: dict, line: bytes) -> None:
+    try:
+        cmd = json.loads(line)
+    except ValueError:
+        return
+    if not isinstance(cmd, dict) or cmd.get("op") != "collect":
+        return
+    names = [n for n in cmd.get("names", []) if isinstance(n, str) and _safe(n)]
+    data, skipped = _pack(cfg["output_dir"], names, int(cfg["max_total_output"]))
+    header = json.dumps({"size": len(data), "skipped": skipped}).encode() + b"\n"
+    view = memoryview(header + data)
+    while view:
+        view = view[os.write(cfg["tar_fd"], view) :]
+
+
+def _safe(name: str) -> bool:
+    return 0 < len(name) <= 200 and not name.startswith(".") and set(name) <= SAFE_CHARS
+
+
+def _pack(out_dir: str, names: list, max_total: int) -> tuple:
+    """The named regular files of out_dir as one in-memory tar, each removed once read (so
+    the size-capped output tmpfs never fills up over a session)."""
+    skipped = []
+    total = 0
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in names:
+            full = os.path.join(out_dir, name)
+            try:
+                handle = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                skipped.append([name, "not a regular file"])
+                _remove(full)
+                continue
+            with os.fdopen(handle, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    skipped.append([name, "not a regular file"])
+                elif total + st.st_size > max_total:
+                    skipped.append([name, "output size cap reached"])
+                else:
+                    data = fh.read(st.st_size)  # the file may shrink meanwhile: send what is read
+                    total += len(data)
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    info.mode = 0o600
+                    tar.addfile(info, io.BytesIO(data))
+            _remove(full)
+    return buf.getvalue(), skipped
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def _reap() -> None:
     while True:
         try:
@@ -125,7 +224,8 @@ def main() -> int:
     cfg = json.loads(sys.argv[1])
     _no_ptrace()
     status_fd, tar_fd = cfg["status_fd"], cfg["tar_fd"]
-    for fd in (status_fd, tar_fd):
+    serve = bool(cfg.get("serve"))
+    for fd in (status_fd, tar_fd, *([cfg["ctl_fd"]] if serve else [])):
         os.set_inheritable(fd, False)
     # Only we hold status_fd: the host takes this line as proof that the sandbox started.
     os.write(status_fd, b'{"started": true}\n')
@@ -135,7 +235,12 @@ def main() -> int:
         _child(cfg)
     counted = cfg.get("isolated") and cfg.get("count_processes", True)
     max_procs = int(cfg["rlimits"].get("RLIMIT_NPROC", 0)) if counted else 0
-    status, stopped = _wait(pid, start + float(cfg["wall_seconds"]), max_procs)
+    deadline = start + float(cfg["wall_seconds"])
+    if serve:
+        os.close(cfg["feed_fd"])  # the command's end of the host's case feed
+        status, stopped = _serve(cfg, pid, deadline, max_procs)
+    else:
+        status, stopped = _wait(pid, deadline, max_procs)
     _kill_all(pid, cfg.get("isolated", False))
     if status is None:
         _, status = os.waitpid(pid, 0)
@@ -151,10 +256,13 @@ def main() -> int:
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "max_rss_kb": usage.ru_maxrss,
     }
-    try:
-        result["skipped"] = _stream_outputs(cfg["output_dir"], tar_fd, cfg["max_total_output"])
-    except OSError as exc:
-        result["skipped"] = [["*", f"copy-out failed: {exc}"]]
+    if serve:
+        os.close(tar_fd)  # outputs went back case by case
+    else:
+        try:
+            result["skipped"] = _stream_outputs(cfg["output_dir"], tar_fd, cfg["max_total_output"])
+        except OSError as exc:
+            result["skipped"] = [["*", f"copy-out failed: {exc}"]]
     with os.fdopen(status_fd, "w") as fh:
         fh.write(json.dumps(result) + "\n")
     return 0

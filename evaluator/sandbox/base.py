@@ -86,6 +86,10 @@ class SandboxResult:
     stream_limit: bool = False  # stopped for writing more than max_stream_mb to stdout/stderr
     memory_exceeded: bool = False  # the run's cgroup saw an OOM kill (host-observed)
     mechanism: str = ""  # what bounded the run: "cgroup-v1", "cgroup-v2", "rlimits", ...
+    # Warm sessions (warm.py): cases a sandboxed process was stopped on, or never reached
+    # because it stopped, with what the host observed about that stop (charged per case).
+    stopped: dict[str, SandboxResult] = field(default_factory=dict)
+    starts: int = 0  # sandboxed processes started for this run (0: served by a warm one)
 
     @property
     def ok(self) -> bool:

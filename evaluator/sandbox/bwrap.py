@@ -11,7 +11,7 @@ import subprocess
 from functools import cache
 
 from . import cgroup, seccomp
-from ._supervised import child_env, run_supervised
+from ._supervised import Prepared, child_env, run_supervised
 from .base import Sandbox, SandboxError, SandboxRequest, SandboxResult
 from .runtime import (
     SANDBOX_SITE,
@@ -89,12 +89,16 @@ class BwrapSandbox(Sandbox):
         argv += ["--size", str(tmp_mb * 1024**2), "--tmpfs", "/tmp"]
         argv += ["--size", str(tmp_mb * 1024**2), "--tmpfs", "/dev/shm"]
         argv += ["--size", str(request.total_output_bytes() + 1024**2), "--tmpfs", OUTPUT]
-        argv += ["--remount-ro", "/", "--chdir", "/tmp"]
+        # / and the /dev tmpfs read-only (device nodes stay usable): only the capped tmpfs
+        # above take writes.
+        argv += ["--remount-ro", "/", "--remount-ro", "/dev", "--chdir", "/tmp"]
         if limits.gpu:
             argv += gpu_binds()
         return argv
 
-    def run(self, request: SandboxRequest) -> SandboxResult:
+    def prepare(self, request: SandboxRequest) -> Prepared:
+        """The confinement of one sandboxed process (bwrap argv, cgroup, seccomp, rlimits,
+        supervisor config), for a one-shot run or a warm session alike."""
         self._refuse_image(request)
         ok, why = self.available()
         if not ok:
@@ -135,25 +139,37 @@ class BwrapSandbox(Sandbox):
             "count_processes": group is None,  # the kernel's pids.max does it otherwise
             "cwd": "/tmp",
         }
+        return Prepared(
+            outer=outer,
+            supervisor=supervisor,
+            cfg=cfg,
+            env={"PATH": "/usr/bin:/bin"},
+            group=group,
+            extra_fds=extra_fds,
+            mechanism=f"cgroup-v{group.version}" if group else "rlimits",
+        )
+
+    def run(self, request: SandboxRequest) -> SandboxResult:
+        prepared = self.prepare(request)
+        group = prepared.group
         try:
             result = run_supervised(
-                outer,
-                supervisor,
-                cfg,
+                prepared.outer,
+                prepared.supervisor,
+                prepared.cfg,
                 request,
-                env={"PATH": "/usr/bin:/bin"},
+                env=prepared.env,
                 group=group,
-                extra_fds=extra_fds,
+                extra_fds=prepared.extra_fds,
             )
             if group is not None:
                 seen = group.outcome()
                 result.memory_exceeded = seen.memory_exceeded
                 result.process_limit = result.process_limit or seen.too_many_processes
-            result.mechanism = f"cgroup-v{group.version}" if group else "rlimits"
+            result.mechanism = prepared.mechanism
             return result
         finally:
-            if group is not None:
-                group.destroy()
+            prepared.release()
 
     def _argv(self, request: SandboxRequest) -> list[str]:
         prefix = self.python_argv(request.python_main) if request.python_main else []

@@ -18,6 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
+from evaluator.modelformats.oci import is_root_user
+
 from .base import (
     SAFE_NAME,
     CappedLog,
@@ -35,11 +37,6 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 class ImageRefused(SandboxError):
     """The participant's image breaks the container contract (e.g. it runs as root)."""
-
-
-def is_root_user(user: str) -> bool:
-    name = user.strip().split(":", 1)[0]
-    return name in ("", "root", "0")
 
 
 class DockerSandbox(Sandbox):

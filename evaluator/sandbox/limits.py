@@ -20,6 +20,9 @@ class Limits:
     gpu: bool = False
     max_log_kb: int = 64  # participant-visible log, head and tail kept
     max_stream_mb: int = 16  # stdout + stderr drained by the host; the run is killed past it
+    # Warm sandboxes: time one case may take once it is served (0: wall_seconds). The load
+    # of the model counts against the run's wall_seconds only.
+    case_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -35,6 +38,8 @@ class Limits:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive")
+        if self.case_seconds < 0:
+            raise ValueError("Limits.case_seconds must not be negative")
 
     def tmpfs_mb(self) -> int:
         """Size of each scratch tmpfs (/tmp, /dev/shm): a quarter of the memory, 64..1024 MB."""

@@ -16,6 +16,7 @@ class PhaseSerializer(serializers.ModelSerializer):
     challenge = serializers.CharField(source="task.challenge.slug", read_only=True)
     is_open = serializers.SerializerMethodField()
     n_cases = serializers.SerializerMethodField()
+    contract = serializers.SerializerMethodField()
 
     class Meta:
         model = Phase
@@ -42,10 +43,25 @@ class PhaseSerializer(serializers.ModelSerializer):
             "show_logs",
             "leaderboard_rule",
             "n_cases",
+            "contract",
         ]
 
     def get_is_open(self, obj) -> bool:
         return obj.is_open()
+
+    def get_contract(self, obj) -> dict:
+        """What the model receives and returns (challenges.contract, as the pages show it)."""
+        from challenges.contract import task_contract
+
+        c = task_contract(obj.task)
+        return {
+            "input": f"float32 {c.input_shape}",
+            "output": f"float32 {c.scores_shape} class scores or [B, H, W] uint8/int64 labels",
+            "n_channels": c.n_channels,
+            "n_classes": c.n_classes,
+            "label_names": c.label_names,
+            "preprocessing": c.preprocessing,
+        }
 
     def get_n_cases(self, obj) -> int:
         return len(obj.case_ids)
@@ -229,3 +245,34 @@ class LeaderboardSerializer(serializers.Serializer):
 
 class RerunPhaseSerializer(serializers.Serializer):
     requeued = serializers.IntegerField(help_text="Submissions queued for a new evaluation.")
+
+
+class TeamInvitationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    challenge = serializers.CharField(source="team.challenge.slug")
+    team = serializers.CharField(source="team.name")
+    invitee = serializers.CharField(source="invitee.username")
+    invited_by = serializers.CharField(source="invited_by.username", allow_null=True)
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class TeamSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    members = serializers.SerializerMethodField()
+
+    def get_members(self, obj) -> list[str]:
+        return list(obj.members.order_by("username").values_list("username", flat=True))
+
+
+class MyTeamSerializer(serializers.Serializer):
+    team = TeamSerializer(allow_null=True)
+    invitations_sent = TeamInvitationSerializer(many=True)
+    invitations_received = TeamInvitationSerializer(many=True)
+
+
+class TeamActionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(["create", "invite", "leave", "rename"])
+    name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    username = serializers.CharField(required=False, allow_blank=True, max_length=150)

@@ -25,7 +25,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from challenges.models import Challenge, Phase
+from challenges import teams
+from challenges.models import Challenge, Phase, TeamInvitation
 from challenges.permissions import can_view_case_results, can_view_logs, can_view_scores
 from challenges.selectors import visible_challenges, visible_phases
 from challenges.services import set_published
@@ -42,12 +43,15 @@ from .serializers import (
     CaseScoreSerializer,
     ChallengeSerializer,
     LeaderboardSerializer,
+    MyTeamSerializer,
     PhaseSerializer,
     QuotaSerializer,
     RerunPhaseSerializer,
     SubmissionDetailSerializer,
     SubmissionSerializer,
     SubmitSerializer,
+    TeamActionSerializer,
+    TeamInvitationSerializer,
 )
 
 UPLOADS_PER_HOUR = 20
@@ -77,6 +81,27 @@ def phase_upload_mb(request, pk=None, **_) -> int | None:
     return phases.values_list("max_upload_mb", flat=True).first()
 
 
+class PhaseNotFound(APIException):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "not_found"
+
+    def __init__(self, user, pk) -> None:
+        from challenges.permissions import is_participant
+
+        open_phases = [p for p in visible_phases(user).order_by("pk") if p.is_open()]
+        if user.is_authenticated:
+            mine = [p for p in open_phases if is_participant(user, p.challenge)]
+            open_phases = mine or open_phases
+        phases = [
+            {"id": p.pk, "phase": f"{p.challenge.slug}/{p.task.slug}/{p.slug}", "title": p.title}
+            for p in open_phases
+        ]
+        listed = ", ".join(f"{x['id']} ({x['phase']})" for x in phases) or "none open now"
+        # the id is not echoed: a hidden phase must answer exactly like a missing one
+        super().__init__(detail=f"no such phase; phases you can submit to: {listed}")
+        self.detail = {"detail": self.detail, "phases": phases}
+
+
 class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
@@ -94,6 +119,17 @@ class TokenView(ObtainAuthToken):
         return super().post(request, *args, **kwargs)
 
 
+#: The upload of POST /api/challenges/import/ (schema only).
+BUNDLE_IMPORT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "bundle": {"type": "string", "format": "binary"},
+        "slug": {"type": "string", "description": "import under another slug"},
+    },
+    "required": ["bundle"],
+}
+
+
 class ChallengeViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ChallengeSerializer
     pagination_class = Pagination
@@ -103,6 +139,164 @@ class ChallengeViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return visible_challenges(self.request.user).order_by("-created_at")
 
+    @extend_schema(request=ChallengeSerializer, responses={201: ChallengeSerializer})
+    def create(self, request):
+        """Staff and users with `challenges.add_challenge`: a new challenge (slug, title,
+        summary, description, terms, is_public); the caller becomes its organizer. Validated
+        like the organizer page (400: errors by field)."""
+        from challenges.forms import ChallengeForm
+        from challenges.permissions import can_create_challenge
+        from challenges.services import create_challenge
+
+        if not can_create_challenge(request.user):
+            raise PermissionDenied("creating challenges needs staff or 'challenges.add_challenge'")
+        form = ChallengeForm(data=request.data)
+        if not form.is_valid():
+            raise ValidationError({k: list(v) for k, v in form.errors.items()})
+        values = {name: form.cleaned_data[name] for name in form.Meta.fields}
+        challenge = create_challenge(request.user, **values)
+        return Response(ChallengeSerializer(challenge).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={(200, "application/yaml"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"], permission_classes=[permissions.IsAuthenticated])
+    def bundle(self, request, slug=None):
+        """Organizers: the whole challenge as a bundle (YAML; docs/organizers.md)."""
+        from django.http import HttpResponse
+
+        from challenges.bundles import export_yaml
+        from challenges.permissions import is_organizer
+
+        challenge = self.get_object()
+        if not is_organizer(request.user, challenge):
+            raise PermissionDenied("only the challenge's organizers export it")
+        return HttpResponse(export_yaml(challenge), content_type="application/yaml; charset=utf-8")
+
+    @extend_schema(
+        request={"multipart/form-data": BUNDLE_IMPORT_SCHEMA},
+        responses={201: ChallengeSerializer},
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        permission_classes=[permissions.IsAuthenticated],
+        parser_classes=[MultiPartParser, FormParser],
+    )
+    def import_bundle(self, request):
+        """Staff and users with `challenges.add_challenge`: create a challenge from a bundle
+        (multipart `bundle`, optional `slug`); 400 lists each problem under its YAML path."""
+        from challenges import bundles
+        from challenges.permissions import can_create_challenge
+
+        if not can_create_challenge(request.user):
+            raise PermissionDenied("creating challenges needs staff or 'challenges.add_challenge'")
+        upload = request.data.get("bundle")
+        if upload is None or not hasattr(upload, "read"):
+            raise ValidationError({"bundle": ["attach the bundle file (YAML)"]})
+        if upload.size > bundles.MAX_BUNDLE_BYTES:
+            raise ValidationError({"bundle": ["the bundle is too large"]})
+        try:
+            challenge = bundles.import_yaml(
+                upload.read(), actor=request.user, slug=request.data.get("slug") or None
+            )
+        except bundles.BundleError as exc:
+            raise ValidationError(exc.errors) from exc
+        return Response(ChallengeSerializer(challenge).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=TeamActionSerializer, responses=MyTeamSerializer)
+    @action(detail=True, methods=["get", "post"], permission_classes=[permissions.IsAuthenticated])
+    def team(self, request, slug=None):
+        """The caller's team and open invitations; POST `action` create (with `name`),
+        invite (`username`; they join once they accept), leave, rename (`name`)."""
+        challenge = self.get_object()
+        if request.method == "POST":
+            ser = TeamActionSerializer(data=request.data)
+            ser.is_valid(raise_exception=True)
+            try:
+                _team_action(challenge, request.user, ser.validated_data)
+            except teams.TeamError as exc:
+                raise ValidationError({"detail": str(exc)}) from exc
+        mine = selectors.team_of(request.user, challenge)
+        data = {
+            "team": mine,
+            "invitations_sent": teams.sent_invitations(mine) if mine else [],
+            "invitations_received": teams.pending_invitations(request.user, challenge),
+        }
+        return Response(MyTeamSerializer(data).data)
+
+
+def _team_action(challenge, user, data: dict) -> None:
+    from accounts.models import User
+    from challenges.permissions import is_participant
+
+    if not is_participant(user, challenge):
+        raise teams.TeamError("join the challenge (accept its terms) before forming a team")
+    action = data["action"]
+    if action == "create":
+        teams.create_team(challenge, user, data.get("name") or user.username)
+        return
+    mine = selectors.team_of(user, challenge)
+    if mine is None:
+        raise teams.TeamError("create a team first")
+    if action == "invite":
+        invitee = User.objects.filter(username=data.get("username", "")).first()
+        if invitee is None:
+            raise teams.TeamError("no user with that name")
+        teams.invite(mine, user, invitee)
+    elif action == "leave":
+        teams.leave_team(mine, user)
+    else:
+        teams.rename_team(mine, user, data.get("name", ""))
+
+
+class InvitationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Open team invitations addressed to the caller; accept or decline them. Members of the
+    inviting team may withdraw (cancel) theirs."""
+
+    serializer_class = TeamInvitationSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    queryset = TeamInvitation.objects.none()  # schema only
+
+    def get_queryset(self):
+        return teams.pending_invitations(self.request.user)
+
+    def _pending(self, pk) -> TeamInvitation:
+        inv = (
+            TeamInvitation.objects.filter(pk=pk, status=TeamInvitation.Status.PENDING)
+            .select_related("team__challenge")
+            .first()
+        )
+        user = self.request.user
+        if inv is None or not (inv.invitee_id == user.pk or teams.is_member(user, inv.team)):
+            raise Http404
+        return inv
+
+    def _answer(self, pk, fn) -> Response:
+        inv = self._pending(pk)
+        try:
+            fn(inv, self.request.user)
+        except teams.TeamError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        inv.refresh_from_db()
+        return Response(TeamInvitationSerializer(inv).data)
+
+    @extend_schema(request=None, responses=TeamInvitationSerializer)
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        """Join the inviting team (you must have joined the challenge)."""
+        return self._answer(pk, teams.accept_invitation)
+
+    @extend_schema(request=None, responses=TeamInvitationSerializer)
+    @action(detail=True, methods=["post"])
+    def decline(self, request, pk=None):
+        return self._answer(pk, teams.decline_invitation)
+
+    @extend_schema(request=None, responses=TeamInvitationSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Members of the inviting team: withdraw the invitation."""
+        return self._answer(pk, teams.cancel_invitation)
+
 
 class PhaseViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = PhaseSerializer
@@ -111,6 +305,14 @@ class PhaseViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return visible_phases(self.request.user).order_by("pk")
+
+    def get_object(self):
+        """A missing or invisible phase answers 404 with the phases the caller can submit to,
+        so a wrong id is easy to correct (same list for a missing and a hidden one)."""
+        try:
+            return super().get_object()
+        except Http404:
+            raise PhaseNotFound(self.request.user, self.kwargs.get("pk")) from None
 
     @extend_schema(responses=QuotaSerializer)
     @action(detail=True, methods=["get"], permission_classes=[permissions.IsAuthenticated])

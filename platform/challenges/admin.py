@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -19,6 +18,7 @@ from datasets.manifest import SPECIES, TISSUE_STATES
 from evaluator.metrics import CASE_METRICS
 
 from . import services
+from .forms import METRIC_LABELS, BlankWhenEmptyJSONField, ModelValidatedForm
 from .models import (
     AuditEvent,
     Challenge,
@@ -28,52 +28,9 @@ from .models import (
     Registration,
     Task,
     Team,
+    audit,
     default_label_names,
 )
-
-METRIC_LABELS = {
-    "dsc": "DSC (Dice similarity coefficient)",
-    "nsd": "NSD (normalized surface distance)",
-}
-
-
-class BlankWhenEmptyJSONField(forms.JSONField):
-    """A JSON box that shows an empty list/object as blank (not an invalid-looking "[]") and
-    reads a blank box as ``empty()``; a required field still refuses a blank box."""
-
-    def __init__(self, *, empty=list, **kwargs) -> None:
-        self.empty = empty
-        super().__init__(**kwargs)
-
-    def prepare_value(self, value):
-        if value is None or value == [] or value == {}:
-            return ""
-        return super().prepare_value(value)
-
-    def to_python(self, value):
-        value = super().to_python(value)
-        return self.empty() if value is None else value
-
-
-class ModelValidatedForm(forms.ModelForm):
-    """ModelForm whose model-level errors for fields the form does not show go to the top of
-    the form (plain Django raises ValueError for them), and whose fields show the form's own
-    error only when the form already refused their input."""
-
-    def add_error(self, field, error):
-        if field is None and isinstance(error, ValidationError) and hasattr(error, "error_dict"):
-            kept: dict[str, list] = {}
-            for name, errs in error.error_dict.items():
-                if name in self._errors and name != NON_FIELD_ERRORS:
-                    continue  # the form refused the input; the model saw the old value
-                if name == NON_FIELD_ERRORS or name in self.fields:
-                    kept.setdefault(name, []).extend(errs)
-                else:
-                    kept.setdefault(NON_FIELD_ERRORS, []).extend(
-                        f"{name}: {msg}" for e in errs for msg in e.messages
-                    )
-            error = ValidationError(kept)
-        super().add_error(field, error)
 
 
 def _vocabulary_field(choices, label: str, what: str) -> forms.MultipleChoiceField:
@@ -150,8 +107,26 @@ def _links(objects, route: str, empty: str):
     return format_html("<ul>{}</ul>", format_html_join("", '<li><a href="{}">{}</a> {}</li>', rows))
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """Admin edits leave the same audit entries as the organizer pages (``via: admin``)."""
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        action = f"{'update' if change else 'create'}_{obj._meta.model_name}"
+        audit(request.user, action, obj, via="admin", **services.audit_fields(obj))
+
+    def delete_model(self, request, obj) -> None:
+        audit(request.user, f"delete_{obj._meta.model_name}", obj, via="admin")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            audit(request.user, f"delete_{obj._meta.model_name}", obj, via="admin")
+        super().delete_queryset(request, queryset)
+
+
 @admin.register(Challenge)
-class ChallengeAdmin(admin.ModelAdmin):
+class ChallengeAdmin(AuditedAdmin):
     list_display = ("title", "slug", "is_public", "created_at")
     prepopulated_fields = {"slug": ("title",)}
     filter_horizontal = ("organizers",)
@@ -166,7 +141,7 @@ class ChallengeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(AuditedAdmin):
     form = TaskForm
     list_display = ("__str__", "title", "primary_metric")
     list_filter = ("challenge",)
@@ -209,7 +184,7 @@ def recompute(modeladmin, request, queryset):
 
 
 @admin.register(Phase)
-class PhaseAdmin(admin.ModelAdmin):
+class PhaseAdmin(AuditedAdmin):
     form = PhaseForm
     list_display = (
         "__str__",

@@ -76,6 +76,62 @@ def resolve_file(ds: Dataset, name: str) -> Path | None:
     return candidate
 
 
+def sha256sums(files: list[DataFile]) -> str:
+    """`sha256sum -c` compatible text (two spaces, relative POSIX paths)."""
+    return "".join(f"{f.sha256}  {f.path}\n" for f in files)
+
+
+def _tar_header(name: str, size: int, mtime: float) -> bytes:
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, int(mtime), 0o644
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+class TarStream:
+    """The dataset's files plus SHA256SUMS as an uncompressed tar (cubes are compressed
+    already), produced block by block so that no file is ever held whole in memory. The
+    headers come from the standard library's tarfile; the exact size is known up front."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, ds: Dataset, prefix: str, files: list[DataFile] | None = None) -> None:
+        import time
+
+        self.root = Path(ds.source_path)
+        self.files = dataset_files(ds) if files is None else files
+        self.sums = sha256sums(self.files).encode()
+        now = time.time()
+        self.members = [
+            (_tar_header(f"{prefix}/SHA256SUMS", len(self.sums), now), None, len(self.sums))
+        ]
+        for f in self.files:
+            mtime = (self.root / f.path).stat().st_mtime
+            self.members.append((_tar_header(f"{prefix}/{f.path}", f.size, mtime), f, f.size))
+
+    @property
+    def size(self) -> int:
+        body = sum(len(h) + n + (-n) % 512 for h, _, n in self.members)
+        return body + 1024  # two zero blocks end the archive
+
+    def __iter__(self):
+        for header, f, n in self.members:
+            yield header
+            if f is None:
+                yield self.sums
+            else:
+                sent = 0
+                with open(self.root / f.path, "rb") as fh:
+                    while sent < n and (block := fh.read(min(self.BLOCK, n - sent))):
+                        sent += len(block)
+                        yield block
+                if sent != n:  # the file changed under us: the archive would be corrupt
+                    raise OSError(f"{f.path} changed while it was being sent")
+            yield b"\0" * ((-n) % 512)
+        yield b"\0" * 1024
+
+
 # --- previews of training cases ---------------------------------------------------------------
 #: What a case preview shows: the reconstructed RGB image and the six tissue parameter images.
 PREVIEW_KINDS: tuple[str, ...] = ("rgb", "sto2", "nir", "twi", "ohi", "thi", "tli")

@@ -469,3 +469,38 @@ def audit(actor, action: str, target: object, **details) -> AuditEvent:
         target=f"{type(target).__name__}:{getattr(target, 'pk', '')} {target}"[:200],
         details=details,
     )
+
+
+class TeamInvitation(models.Model):
+    """A member's offer to join a team; nobody becomes a member until the invitee accepts."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        ACCEPTED = "accepted", "accepted"
+        DECLINED = "declined", "declined"
+        CANCELLED = "cancelled", "cancelled"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    invitee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_invitations"
+    )
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # At most one open invitation per team and invitee; answered ones stay as history.
+            models.UniqueConstraint(
+                fields=["team", "invitee"],
+                condition=models.Q(status="pending"),
+                name="one_pending_invitation_per_team_invitee",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invitee} to {self.team} ({self.status})"

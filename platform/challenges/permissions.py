@@ -118,3 +118,11 @@ def can_view_logs(user, sub) -> bool:
     return is_organizer(user, sub.phase.challenge) or (
         owns(user, sub) and sub.phase.participants_see_logs
     )
+
+
+def can_create_challenge(user) -> bool:
+    """Staff, or users given the model permission ``challenges.add_challenge`` (admin: user or
+    group permissions); the creator becomes the new challenge's organizer."""
+    return bool(
+        user.is_authenticated and (user.is_staff or user.has_perm("challenges.add_challenge"))
+    )

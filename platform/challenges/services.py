@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import transaction
 
-from .models import Dataset, Phase, Task, audit
+from .models import Challenge, Dataset, Phase, Task, audit
 from .permissions import is_organizer
 
 if TYPE_CHECKING:
@@ -26,9 +25,9 @@ def register_dataset(
     source: str | Path, *, name: str, role: str, actor=None, label_names: list[str] | None = None
 ) -> Dataset:
     """Validate a folder in the datasets format and record it. Test datasets are exported into
-    separate cube and label folders under DATA_ROOT so that sandboxes mount only the cubes."""
+    separate cube and label folders of the "datasets" storage (store_test_cases)."""
     from datasets.labels import DEFAULT_LABEL_MAPPING, LabelMapping
-    from datasets.manifest import DatasetError, check_dataset, export_cases
+    from datasets.manifest import DatasetError, check_dataset
 
     if role not in {"train", "test"}:
         raise RegistrationError(f"role must be 'train' or 'test', not {role!r}")
@@ -65,15 +64,38 @@ def register_dataset(
         manifest_sha256=hashlib.sha256((src / "manifest.csv").read_bytes()).hexdigest(),
     )
     if role == "test":
-        base = Path(settings.DATASETS_ROOT) / f"test-{ds.pk}"
-        cubes, labels = base / "cubes", base / "labels"
-        if base.exists():
-            shutil.rmtree(base)
-        export_cases(manifest, cubes, labels, preprocess=None)
-        ds.cubes_dir, ds.labels_dir = str(cubes), str(labels)
-        ds.save(update_fields=["cubes_dir", "labels_dir"])
+        store_test_cases(ds, manifest)
     audit(actor, "register_dataset", ds, source=str(src), role=role, images=len(rows))
     return ds
+
+
+def store_test_cases(ds: Dataset, manifest) -> None:
+    """Export a test dataset's cubes and label maps into the "datasets" storage as separate
+    folders (sandboxes mount only the cubes) and record each file's sha256 in the manifest
+    rows, against which workers on other machines check what they fetch
+    (xenobench/storage.py)."""
+    import tempfile
+
+    from datasets.manifest import export_cases
+    from xenobench import storage
+
+    base = f"test-{ds.pk}"
+    storage.delete_tree("datasets", base)
+    local = storage.local_path("datasets", base)
+    with tempfile.TemporaryDirectory(prefix="xb-export-", dir=settings.DATA_ROOT) as tmp:
+        folder = local or Path(tmp)  # remote storage: exported here, then uploaded
+        export_cases(manifest, folder / "cubes", folder / "labels", preprocess=None)
+        for row in ds.manifest:
+            for part, key in (("cubes", "cube_sha256"), ("labels", "label_sha256")):
+                path = folder / part / f"{row['image_name']}.npy"
+                if not path.is_file():
+                    continue
+                with open(path, "rb") as fh:
+                    row[key] = hashlib.file_digest(fh, "sha256").hexdigest()
+                if local is None:
+                    storage.save_file("datasets", f"{base}/{part}/{path.name}", path)
+    ds.cubes_dir, ds.labels_dir = f"{base}/cubes", f"{base}/labels"
+    ds.save(update_fields=["cubes_dir", "labels_dir", "manifest"])
 
 
 def select_cases(
@@ -160,3 +182,87 @@ def evaluation_spec(phase: Phase) -> TaskSpec:
     if errors:
         raise ConfigurationError(phase, errors)
     return phase.task.spec
+
+
+# --- organizer pages: challenges, tasks and phases -----------------------------------------------
+#: Challenge fields an organizer edits on the site (organizers are managed separately).
+CHALLENGE_FIELDS = ("slug", "title", "summary", "description", "terms", "is_public")
+
+
+def _require_organizer(actor, challenge: Challenge, what: str) -> None:
+    if actor is not None and not is_organizer(actor, challenge):
+        raise PermissionDenied(f"only organizers can {what}")
+
+
+def audit_fields(obj) -> dict:
+    """The object's editable values, for the audit trail (dates as ISO text)."""
+    from django.forms.models import model_to_dict
+
+    out = {}
+    for name, value in model_to_dict(obj).items():
+        if hasattr(value, "isoformat"):
+            value = value.isoformat()
+        elif hasattr(value, "pk"):
+            value = value.pk
+        elif isinstance(value, list) and value and hasattr(value[0], "pk"):
+            value = [v.pk for v in value]
+        out[name] = value
+    return out
+
+
+def create_challenge(actor, **values) -> Challenge:
+    """A new challenge with ``actor`` as its first organizer (actor=None: the platform, e.g. a
+    bundle import from the command line). Validated like every model save (full_clean)."""
+    from .permissions import can_create_challenge
+
+    if actor is not None and not can_create_challenge(actor):
+        raise PermissionDenied(
+            "only staff and users with the permission 'challenges.add_challenge' create challenges"
+        )
+    unknown = set(values) - set(CHALLENGE_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown challenge fields: {sorted(unknown)}")
+    with transaction.atomic():
+        challenge = Challenge(**values)
+        challenge.full_clean()
+        challenge.save()
+        if actor is not None:
+            challenge.organizers.add(actor)
+        audit(actor, "create_challenge", challenge, **audit_fields(challenge))
+    return challenge
+
+
+def save_challenge(actor, challenge: Challenge) -> Challenge:
+    """Save an organizer's edit of a challenge's settings (validated, audited)."""
+    with transaction.atomic():
+        if challenge.pk is None:
+            raise ValueError("use create_challenge for a new challenge")
+        _require_organizer(actor, Challenge.objects.get(pk=challenge.pk), "edit a challenge")
+        challenge.full_clean()
+        challenge.save()
+        audit(actor, "update_challenge", challenge, **audit_fields(challenge))
+    return challenge
+
+
+def save_task(actor, task: Task) -> Task:
+    """Create or update a task after Task.clean() (its TaskSpec and phases) accepted it."""
+    with transaction.atomic():
+        _require_organizer(actor, task.challenge, "edit tasks")
+        created = task.pk is None
+        task.full_clean()
+        task.save()
+        audit(actor, "create_task" if created else "update_task", task, **audit_fields(task))
+    return task
+
+
+def save_phase(actor, phase: Phase) -> Phase:
+    """Create or update a phase after Phase.clean() (dates, limits, cases) accepted it."""
+    with transaction.atomic():
+        _require_organizer(actor, phase.task.challenge, "edit phases")
+        created = phase.pk is None
+        phase.full_clean()
+        phase.save()
+        details = audit_fields(phase)
+        details["case_ids"] = len(phase.case_ids)  # the count; the list is in the phase itself
+        audit(actor, "create_phase" if created else "update_phase", phase, **details)
+    return phase

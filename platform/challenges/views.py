@@ -17,14 +17,13 @@ from leaderboards.services import current_snapshot
 from submissions.selectors import owner_submissions, team_of
 from submissions.services import (
     SubmissionRefused,
-    add_member,
-    create_team,
     join_challenge,
     quota_for,
     rerun_phase,
 )
 
-from . import services
+from . import services, teams
+from .contract import phase_state, task_contract
 from .permissions import (
     can_download_training_data,
     can_view_leaderboard,
@@ -39,17 +38,80 @@ def home(request):
     return render(request, "challenges/home.html", {"page": page})
 
 
+#: The tabs of a challenge page, in order (``?tab=``).
+TABS = [
+    ("overview", "Overview"),
+    ("rules", "Rules"),
+    ("data", "Data"),
+    ("timeline", "Timeline"),
+    ("leaderboard", "Leaderboard"),
+    ("submit", "Submit"),
+]
+
+
 def challenge_detail(request, slug: str):
     challenge = get_challenge_for(request.user, slug)
     user = request.user
+    tab = request.GET.get("tab", "overview")
+    if tab not in dict(TABS):
+        tab = "overview"
+    tasks = list(challenge.tasks.select_related("train_dataset").prefetch_related("phases"))
+    participant = is_participant(user, challenge)
     ctx = {
         "challenge": challenge,
-        "tasks": challenge.tasks.prefetch_related("phases"),
-        "participant": is_participant(user, challenge),
+        "tasks": tasks,
+        "tabs": TABS,
+        "tab": tab,
+        "participant": participant,
         "organizer": is_organizer(user, challenge),
         "team": team_of(user, challenge) if user.is_authenticated else None,
+        "invitations": teams.pending_invitations(user, challenge) if participant else [],
     }
+    if tab in ("timeline", "submit", "rules"):
+        ctx["phase_rows"] = [
+            {"task": t, "phase": p, "state": phase_state(p), "contract": task_contract(t)}
+            for t in tasks
+            for p in t.phases.all()
+        ]
+    if tab == "data":
+        ctx["data_tasks"] = _data_tasks(user, tasks)
+    if tab == "leaderboard":
+        ctx.update(_leaderboard_tab(request, tasks))
     return render(request, "challenges/challenge_detail.html", ctx)
+
+
+def _data_tasks(user, tasks) -> list[dict]:
+    """Per task: the training dataset and, for those allowed to download, its files."""
+    from .datafiles import dataset_files
+
+    out = []
+    for t in tasks:
+        row = {"task": t, "dataset": t.train_dataset, "contract": task_contract(t), "files": None}
+        if t.train_dataset is not None and can_download_training_data(user, t.challenge):
+            row["files"] = dataset_files(t.train_dataset)
+            row["total_size"] = sum(f.size for f in row["files"])
+        out.append(row)
+    return out
+
+
+def _leaderboard_tab(request, tasks) -> dict:
+    """The leaderboard of one phase (``?phase=<id>``, default the first), as on its page."""
+    phases = [p for t in tasks for p in t.phases.all()]
+    wanted = request.GET.get("phase", "")
+    chosen = next((p for p in phases if str(p.pk) == wanted), phases[0] if phases else None)
+    ctx: dict = {"lb_phases": phases, "lb_phase": chosen}
+    if chosen is not None and can_see_some_rows(request.user, chosen):
+        ctx["lb_visible"] = True
+        ctx.update(
+            leaderboard_context(
+                request.user,
+                chosen,
+                current_snapshot(chosen),
+                q=request.GET.get("q", ""),
+                sort=request.GET.get("sort", "rank"),
+            )
+        )
+    return ctx
 
 
 @login_required
@@ -65,35 +127,72 @@ def join(request, slug: str):
 
 
 @login_required
-@require_POST
 def team(request, slug: str):
+    """The caller's team: members, open invitations (sent and received) and the actions."""
+    challenge = get_challenge_for(request.user, slug)
+    if request.method == "POST":
+        try:
+            done = _team_action(request, challenge)
+            messages.success(request, done)
+        except (teams.TeamError, SubmissionRefused) as exc:
+            messages.error(request, str(exc))
+        return redirect("challenge-team", slug)
+    mine = team_of(request.user, challenge)
+    ctx = {
+        "challenge": challenge,
+        "team": mine,
+        "members": mine.members.order_by("username") if mine else [],
+        "sent": teams.sent_invitations(mine) if mine else [],
+        "received": teams.pending_invitations(request.user, challenge),
+        "participant": is_participant(request.user, challenge),
+    }
+    return render(request, "challenges/team.html", ctx)
+
+
+def _team_action(request, challenge) -> str:
+    """Run one POSTed team action through the team services; the message to show."""
     from accounts.models import User
 
-    challenge = get_challenge_for(request.user, slug)
-    try:
-        if not is_participant(request.user, challenge):
-            raise SubmissionRefused("join the challenge (accept its terms) before forming a team")
-        if request.POST.get("action") == "create":
-            t = create_team(
-                challenge,
-                request.user,
-                request.POST.get("name", "").strip()[:100] or request.user.username,
-            )
-            messages.success(request, f"Team {t.name} created.")
-        elif request.POST.get("action") == "add":
-            t = team_of(request.user, challenge)
-            if t is None:
-                raise SubmissionRefused("create a team first")
-            new = User.objects.filter(username=request.POST.get("username", "")).first()
-            if new is None:
-                raise SubmissionRefused("no user with that name")
-            add_member(t, request.user, new)
-            messages.success(request, f"{new.username} joined {t.name}.")
-        else:
-            raise SubmissionRefused("unknown team action (use 'create' or 'add')")
-    except SubmissionRefused as exc:
-        messages.error(request, str(exc))
-    return redirect(challenge)
+    from .models import TeamInvitation
+
+    user, action = request.user, request.POST.get("action")
+    if not is_participant(user, challenge):
+        raise teams.TeamError("join the challenge (accept its terms) before forming a team")
+    if action == "create":
+        name = request.POST.get("name", "").strip() or user.username
+        return f"Team {teams.create_team(challenge, user, name).name} created."
+    if action in ("accept", "decline", "cancel"):
+        inv = TeamInvitation.objects.filter(
+            pk=request.POST.get("invitation") or 0, team__challenge=challenge
+        ).first()
+        if inv is None:
+            raise teams.TeamError("no such invitation")
+        if action == "accept":
+            return f"You joined {teams.accept_invitation(inv, user).name}."
+        if action == "decline":
+            teams.decline_invitation(inv, user)
+            return f"You declined the invitation to {inv.team.name}."
+        teams.cancel_invitation(inv, user)
+        return f"Invitation of {inv.invitee.username} withdrawn."
+    mine = team_of(user, challenge)
+    if mine is None:
+        raise teams.TeamError("create a team first")
+    if action == "invite":
+        invitee = User.objects.filter(username=request.POST.get("username", "").strip()).first()
+        if invitee is None:
+            raise teams.TeamError("no user with that name")
+        teams.invite(mine, user, invitee)
+        return f"{invitee.username} is invited; they join once they accept."
+    if action == "leave":
+        teams.leave_team(mine, user)
+        return f"You left {mine.name}."
+    if action == "rename":
+        return (
+            f"Team renamed to {teams.rename_team(mine, user, request.POST.get('name', '')).name}."
+        )
+    raise teams.TeamError(
+        "unknown team action (create, invite, accept, decline, cancel, leave, rename)"
+    )
 
 
 #: Training cases linked (with previews) from the task page.
@@ -102,7 +201,12 @@ PREVIEW_LIST = 12
 
 def task_detail(request, slug: str, task: str):
     t = get_task_for(request.user, slug, task)
-    ctx = {"challenge": t.challenge, "task": t, "phases": t.phases.all()}
+    ctx = {
+        "challenge": t.challenge,
+        "task": t,
+        "phases": t.phases.all(),
+        "contract": task_contract(t),
+    }
     if t.train_dataset_id is not None and can_download_training_data(request.user, t.challenge):
         from .datafiles import training_cases
 
@@ -123,6 +227,8 @@ def phase_detail(request, slug: str, task: str, phase: str):
         "phase": p,
         "task": p.task,
         "challenge": p.challenge,
+        "contract": task_contract(p.task),
+        "state": phase_state(p),
         "organizer": is_organizer(user, p.challenge),
         "can_see_leaderboard": can_see_some_rows(user, p),
         "full_leaderboard": can_view_leaderboard(user, p),
@@ -236,13 +342,31 @@ def training_data(request, slug: str, task: str):
 @login_or_token
 def training_sha256sums(request, slug: str, task: str):
     """`sha256sum -c` compatible list of the training files."""
-    from .datafiles import dataset_files
+    from .datafiles import dataset_files, sha256sums
 
     _, ds, refused = _training_dataset(request, slug, task)
     if refused:
         return refused
-    body = "".join(f"{f.sha256}  {f.path}\n" for f in dataset_files(ds))
-    return HttpResponse(body, content_type="text/plain; charset=utf-8")
+    return HttpResponse(sha256sums(dataset_files(ds)), content_type="text/plain; charset=utf-8")
+
+
+@login_or_token
+def training_archive(request, slug: str, task: str):
+    """Every training file plus SHA256SUMS as one tar, streamed (`tar -xf`, then
+    `sha256sum -c SHA256SUMS` inside the folder it creates)."""
+    from django.http import StreamingHttpResponse
+
+    from .datafiles import TarStream
+
+    t, ds, refused = _training_dataset(request, slug, task)
+    if refused:
+        return refused
+    folder = f"{slug}-{task}-training"
+    archive = TarStream(ds, folder)
+    response = StreamingHttpResponse(iter(archive), content_type="application/x-tar")
+    response["Content-Length"] = str(archive.size)
+    response["Content-Disposition"] = f'attachment; filename="{folder}.tar"'
+    return response
 
 
 @login_or_token
@@ -256,7 +380,56 @@ def training_file(request, slug: str, task: str, name: str):
     path = resolve_file(ds, name)
     if path is None:
         raise Http404("No such file in the training dataset")
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+    size = path.stat().st_size
+    span = byte_range(request.headers.get("Range", ""), size)
+    if span == "unsatisfiable":
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    if span is None:
+        response = FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+    else:
+        start, end = span
+        fh = open(path, "rb")
+        fh.seek(start)
+        response = FileResponse(
+            _limited(fh, end - start + 1), as_attachment=True, filename=path.name, status=206
+        )
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+    response["Accept-Ranges"] = "bytes"
+    return response
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """The one byte range of a `Range: bytes=a-b` / `bytes=a-` / `bytes=-n` header as
+    (first, last), "unsatisfiable", or None for no (or an unsupported) range: then the whole
+    file is sent, as RFC 9110 allows. Enough for resuming downloads."""
+    import re
+
+    m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header or "")
+    if not m or (not m[1] and not m[2]):
+        return None
+    if not m[1]:  # the last n bytes
+        n = int(m[2])
+        return (max(size - n, 0), size - 1) if n and size else "unsatisfiable"
+    start = int(m[1])
+    end = min(int(m[2]), size - 1) if m[2] else size - 1
+    if m[2] and int(m[2]) < start:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    return start, end
+
+
+def _limited(fh, n: int, block: int = 1 << 20):
+    """At most n bytes of an open file, in blocks; closes it at the end."""
+    try:
+        while n > 0 and (data := fh.read(min(block, n))):
+            n -= len(data)
+            yield data
+    finally:
+        fh.close()
 
 
 def _training_case_or_404(t, case: str) -> dict:

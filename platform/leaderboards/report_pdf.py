@@ -1,4 +1,4 @@
-"""Report PDFs, printed by a Celery worker and kept as files under DATA_ROOT/reports.
+"""Report PDFs, printed by a Celery worker and kept in the "reports" storage (xenobench/storage.py).
 
 Why off the request path: Chromium needs seconds (up to two minutes on a loaded machine) per
 report, which would hold a web worker for as long. The page asks for a PDF, a worker prints
@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from datasets.cube_io import write_bytes_atomic
-from xenobench import counters
+from xenobench import counters, storage
 
 from .pdf import PdfUnavailable, html_to_pdf
 from .reports import challenge_report_context, inline_css, phase_report_context, primary_phase
@@ -106,24 +105,32 @@ def standalone_html(ctx: dict) -> str:
 # --- files ------------------------------------------------------------------------------------
 
 
-def reports_dir() -> Path:
-    return Path(settings.DATA_ROOT) / "reports"
+REPORTS = "reports"  # the named storage (settings.STORAGES)
 
 
-def pdf_path(job: PdfJob) -> Path:
-    return reports_dir() / f"{job.key}.pdf"
+def pdf_name(job: PdfJob) -> str:
+    return f"{job.key}.pdf"
 
 
-def _error_path(job: PdfJob) -> Path:
-    return reports_dir() / f"{job.key}.error"
+def _error_name(job: PdfJob) -> str:
+    return f"{job.key}.error"
+
+
+def open_pdf(job: PdfJob) -> BinaryIO:
+    """The printed PDF, opened for reading (the caller closes it)."""
+    return storage.open_file(REPORTS, pdf_name(job))
+
+
+def _record_error(job: PdfJob, text: str) -> None:
+    storage.save_bytes(REPORTS, _error_name(job), text.encode())
 
 
 def state(job: PdfJob) -> PdfState:
-    if pdf_path(job).is_file():
+    if storage.exists(REPORTS, pdf_name(job)):
         return PdfState(READY)
-    err = _error_path(job)
-    if err.is_file():
-        return PdfState(FAILED, err.read_text(encoding="utf-8", errors="replace"))
+    if storage.exists(REPORTS, _error_name(job)):
+        text = storage.read_bytes(REPORTS, _error_name(job))
+        return PdfState(FAILED, text.decode("utf-8", errors="replace"))
     if counters.get(job.marker):
         return PdfState(RENDERING)
     return PdfState(MISSING)
@@ -137,7 +144,7 @@ def request_pdf(job: PdfJob, *, retry: bool = False) -> PdfState:
     current = state(job)
     if current.state == READY or (current.state == FAILED and not retry):
         return current
-    _error_path(job).unlink(missing_ok=True)
+    storage.delete(REPORTS, _error_name(job))
     if counters.add_once(job.marker, settings.STATISTICS_TIME_LIMIT + 60):
         try:
             render_report_pdf.apply_async(args=[job.as_dict()], queue="statistics")
@@ -182,21 +189,21 @@ def _context(job: PdfJob) -> dict | None:
 def render(job: PdfJob) -> str:
     """Print the job's report to its file (or record why not); returns the final state."""
     try:
-        if pdf_path(job).is_file():
+        if storage.exists(REPORTS, pdf_name(job)):
             return READY
         ctx = _context(job)
         if ctx is None:
-            write_bytes_atomic(_error_path(job), CHANGED.encode())
+            _record_error(job, CHANGED)
             return FAILED
         try:
             data = html_to_pdf(standalone_html(ctx))
         except PdfUnavailable as exc:
-            write_bytes_atomic(_error_path(job), str(exc).encode())
+            _record_error(job, str(exc))
             return FAILED
-        write_bytes_atomic(pdf_path(job), data)
+        storage.save_bytes(REPORTS, pdf_name(job), data)
         return READY
     except Exception:
-        write_bytes_atomic(_error_path(job), BROKEN.encode())
+        _record_error(job, BROKEN)
         raise
     finally:
         counters.delete(job.marker)

@@ -33,7 +33,7 @@ def _pdf_download(request, job: PdfJob, page: dict, report_url: str) -> HttpResp
     st = report_pdf.request_pdf(job, retry=request.GET.get("retry") == "1")
     if st.state == READY:
         return FileResponse(
-            open(report_pdf.pdf_path(job), "rb"),
+            report_pdf.open_pdf(job),
             as_attachment=True,
             filename=f"{job.name}.pdf",
             content_type="application/pdf",

@@ -136,7 +136,9 @@ class CaseScore(models.Model):
     ok = models.BooleanField(default=True)
     error = models.TextField(blank=True)
     error_kind = models.CharField(
-        max_length=30, blank=True, help_text="timeout, memory, invalid_output, model_error, ..."
+        max_length=30,
+        blank=True,
+        help_text="time_exceeded, memory_exceeded, invalid_output, model_error, ...",
     )
     dsc = models.FloatField()
     nsd = models.FloatField()

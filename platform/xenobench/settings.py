@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc files, served from STATIC (no CDN)
     "csp",
     "accounts",
     "ops",
@@ -198,6 +199,15 @@ SANDBOX_BACKEND = os.environ.get("SANDBOX_BACKEND", "bwrap")
 # Evaluation workers refuse to start unless the sandbox bounds a run's whole process tree
 # (a per-run cgroup) and filters system calls (seccomp); on by default in production.
 SANDBOX_REQUIRE_BOUNDED = env_bool("SANDBOX_REQUIRE_BOUNDED", PRODUCTION)
+# Per-run sandbox limits that are not phase settings (docs/security.md, "Limits"); memory,
+# time and threads come from the phase.
+SANDBOX_LIMITS = {
+    "max_processes": int(os.environ.get("SANDBOX_MAX_PROCESSES", "64")),
+    "max_output_mb": int(os.environ.get("SANDBOX_MAX_OUTPUT_MB", "64")),
+    "max_stream_mb": int(os.environ.get("SANDBOX_MAX_STREAM_MB", "16")),
+    "max_log_kb": int(os.environ.get("SANDBOX_MAX_LOG_KB", "64")),
+    "max_open_files": int(os.environ.get("SANDBOX_MAX_OPEN_FILES", "256")),
+}
 
 # --- i18n -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -221,11 +231,18 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
 }
-SPECTACULAR_SETTINGS = {"TITLE": "XenoBench API", "VERSION": "1", "SERVE_INCLUDE_SCHEMA": False}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "XenoBench API",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 # --- browser security (docs/security.md, "Web") ---------------------------------------------
 # Scripts only from this site (no inline script, no eval); styles may be inline (figures are
-# SVG with style attributes). The API docs page widens script/style to its CDN (xenobench/urls.py).
+# SVG with style attributes). The API docs (Swagger UI, ReDoc) are static files of this site too.
 from csp.constants import NONE, SELF  # noqa: E402
 
 CONTENT_SECURITY_POLICY = {
@@ -289,37 +306,62 @@ if PRODUCTION:
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
     }
 
-# --- optional S3-compatible object storage (django-storages) for media files --------------
-# Local disk under DATA_ROOT is the default. Uploaded models and test sets stay on a volume
-# shared by web and workers (docs/deployment.md): the sandbox bind-mounts them as files.
+# --- stored objects: uploads, test sets, results, reports (xenobench/storage.py) ----------
+# One named storage per kind of object, reached only through xenobench/storage.py. Default:
+# folders under DATA_ROOT on this machine. With S3_BUCKET: prefixes of an S3-compatible bucket
+# (django-storages), so that web, workers and beat on several hosts share them; workers fetch
+# what a run needs into a local, size-bounded, checksum-verified cache (docs/deployment.md).
+RESULTS_ROOT = DATA_ROOT / "results"
+REPORTS_ROOT = DATA_ROOT / "reports"
+OBJECT_ROOTS = {
+    "uploads": UPLOAD_ROOT,
+    "datasets": DATASETS_ROOT,
+    "results": RESULTS_ROOT,
+    "reports": REPORTS_ROOT,
+}
+WORKER_CACHE_DIR = Path(os.environ.get("WORKER_CACHE_DIR", DATA_ROOT / "worker-cache"))
+WORKER_CACHE_MB = int(os.environ.get("WORKER_CACHE_MB", "10240"))
 S3_BUCKET = os.environ.get("S3_BUCKET", "")
+_FILES = "django.core.files.storage.FileSystemStorage"
+STORAGES = {
+    "default": {"BACKEND": _FILES},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    **globals().get("STORAGES", {}),  # the production static files storage
+    **{
+        kind: {"BACKEND": _FILES, "OPTIONS": {"location": str(root), "allow_overwrite": True}}
+        for kind, root in OBJECT_ROOTS.items()
+    },
+}
 if S3_BUCKET:
     try:
         import storages  # noqa: F401
     except ImportError as exc:
         raise ImproperlyConfigured(
             "S3_BUCKET is set but django-storages is not installed: "
-            "pip install django-storages[s3] boto3 (see docker/Dockerfile)"
+            "pip install -r requirements.txt (django-storages[s3], boto3)"
         ) from exc
-    STORAGES = {
-        **globals().get("STORAGES", {}),
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": S3_BUCKET,
-                "endpoint_url": os.environ.get("S3_ENDPOINT_URL") or None,
-                "access_key": os.environ.get("S3_ACCESS_KEY_ID", ""),
-                "secret_key": os.environ.get("S3_SECRET_ACCESS_KEY", ""),
-                "region_name": os.environ.get("S3_REGION", "us-east-1"),
-                "default_acl": None,
-                "querystring_auth": True,
-                "file_overwrite": False,
-            },
-        },
+    S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL") or None
+    _S3 = {
+        "bucket_name": S3_BUCKET,
+        "endpoint_url": S3_ENDPOINT_URL,
+        "access_key": os.environ.get("S3_ACCESS_KEY_ID", ""),
+        "secret_key": os.environ.get("S3_SECRET_ACCESS_KEY", ""),
+        "region_name": os.environ.get("S3_REGION", "us-east-1"),
+        # MinIO and other self-hosted servers want path-style URLs (http://host/bucket/key).
+        "addressing_style": os.environ.get(
+            "S3_ADDRESSING_STYLE", "path" if S3_ENDPOINT_URL else "auto"
+        ),
+        "default_acl": None,
+        "querystring_auth": True,
+        "file_overwrite": True,  # xenobench/storage.py chooses unique names itself
     }
-    STORAGES.setdefault(
-        "staticfiles", {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
-    )
+    _PREFIX = os.environ.get("S3_PREFIX", "").strip("/")
+    for kind in ("default", *OBJECT_ROOTS):
+        location = "/".join(x for x in (_PREFIX, "media" if kind == "default" else kind) if x)
+        STORAGES[kind] = {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**_S3, "location": location},
+        }
 
 # --- mail (notifications) -------------------------------------------------------------------
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")

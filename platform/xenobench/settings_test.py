@@ -10,6 +10,7 @@ for _var in (
     "CELERY_RESULT_BACKEND",
     "REDIS_URL",
     "XENOBENCH_PRODUCTION",
+    "S3_BUCKET",  # object storage: local folders unless a test starts its own S3 server
 ):
     os.environ.pop(_var, None)
 os.environ["DATA_ROOT"] = os.environ.get("XENOBENCH_TEST_DATA_ROOT") or tempfile.mkdtemp(

@@ -2,9 +2,14 @@ from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 
 from accounts import views as account_views
+from challenges import organize_views as ov
 from challenges import views as cv
 from leaderboards import report_views as rv
 from leaderboards import views as lv
@@ -14,12 +19,14 @@ from xenobench.ratelimit import ratelimit
 
 login_view = ratelimit("login", limit=10, per_seconds=300)(auth_views.LoginView.as_view())
 P = "c/<slug:slug>/<slug:task>/<slug:phase>/"
-# Swagger UI: its start script is served from this site (split view: no inline script); its
-# bundle and stylesheet come from the CDN, allowed on this page only.
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
-api_docs = csp_update(
-    {"script-src": [SWAGGER_CDN], "style-src": [SWAGGER_CDN], "img-src": [SWAGGER_CDN]}
-)(SpectacularSwaggerSplitView.as_view(url_name="api-schema"))
+ORG = "c/<slug:slug>/organize/"
+# Swagger UI and ReDoc from vendored static files (drf-spectacular-sidecar): they work offline
+# and under the site's script-src 'self' (split view: Swagger's start script is a file too).
+# ReDoc runs its search in a worker it creates from a blob: URL.
+api_docs = SpectacularSwaggerSplitView.as_view(url_name="api-schema")
+api_redoc = csp_update({"worker-src": ["'self'", "blob:"]})(
+    SpectacularRedocView.as_view(url_name="api-schema", template_name="api/redoc.html")
+)
 
 urlpatterns = [
     path("", cv.home, name="home"),
@@ -28,6 +35,18 @@ urlpatterns = [
     path("accounts/login/", login_view, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", account_views.signup, name="signup"),
+    # Organizer pages: before the challenge's task and phase routes, which they would match.
+    path("organize/new", ov.new_challenge, name="organize-new"),
+    path("organize/import", ov.bundle_upload, name="organize-import"),
+    path(ORG, ov.dashboard, name="organize-dashboard"),
+    path(ORG + "settings", ov.edit_challenge, name="organize-settings"),
+    path(ORG + "preview", ov.preview, name="organize-preview"),
+    path(ORG + "action", ov.action, name="organize-action"),
+    path(ORG + "bundle.yaml", ov.bundle_download, name="organize-bundle"),
+    path(ORG + "tasks/new", ov.task_form, name="organize-task-new"),
+    path(ORG + "tasks/<slug:task>/", ov.task_form, name="organize-task"),
+    path(ORG + "tasks/<slug:task>/phases/new", ov.phase_form, name="organize-phase-new"),
+    path(ORG + "tasks/<slug:task>/phases/<slug:phase>/", ov.phase_form, name="organize-phase"),
     path("c/<slug:slug>/", cv.challenge_detail, name="challenge-detail"),
     path("c/<slug:slug>/join", cv.join, name="challenge-join"),
     path("c/<slug:slug>/team", cv.team, name="challenge-team"),
@@ -36,6 +55,7 @@ urlpatterns = [
     path("c/<slug:slug>/<slug:task>/", cv.task_detail, name="task-detail"),
     path("c/<slug:slug>/<slug:task>/data.json", cv.training_data, name="task-data"),
     path("c/<slug:slug>/<slug:task>/SHA256SUMS", cv.training_sha256sums, name="task-data-sums"),
+    path("c/<slug:slug>/<slug:task>/training.tar", cv.training_archive, name="task-data-archive"),
     path(P, cv.phase_detail, name="phase-detail"),
     path(P + "submit", sv.submit, name="phase-submit"),
     path(P + "action", cv.phase_action, name="phase-action"),
@@ -65,4 +85,5 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs, name="api-docs"),
+    path("api/redoc/", api_redoc, name="api-redoc"),
 ]

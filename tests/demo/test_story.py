@@ -28,7 +28,8 @@ KIDNEY = MAPPING.index_of("kidney")
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
     base = tmp_path_factory.mktemp("demo")
-    _, train, test = make_demo_data(base, QUICK)
+    data = make_demo_data(base, QUICK)
+    train, test = data.train, data.test
     settings = RecipeSettings(
         epochs=QUICK.epochs, crop_size=QUICK.crop_size, max_pairs=QUICK.max_pairs, num_threads=1
     )

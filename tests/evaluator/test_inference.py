@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evaluator.harness.errors import MEMORY, TIMEOUT
 from evaluator.inference import Limits, run_inference, validate_label_map, validate_model
 
 from . import models
@@ -188,15 +189,15 @@ def test_labels_outside_task_classes(bwrap_ok, model_dir, cubes, tmp_path):
 def test_memory_hog_model(bwrap_ok, model_dir):
     limits = Limits(wall_seconds=60, memory_mb=2048, threads=1)
     report = validate_model(model_dir / "hog.pt", channels=C, num_classes=K, limits=limits)
-    assert not report.ok and report.error_kind == "memory", report
-    assert "memory" in report.message
+    assert not report.ok and report.error_kind == MEMORY, report
+    assert "memory limit" in report.message
 
 
 def test_endless_loop_model_times_out(bwrap_ok, model_dir, cubes, tmp_path):
     limits = Limits(wall_seconds=4, cpu_seconds=60, memory_mb=4096, threads=1)
     result, _ = infer(model_dir / "loop.pt", cubes, tmp_path / "out", limits=limits)
-    assert not result.ok and result.error_kind == "timeout"
-    assert {r.error_kind for r in result.cases.values()} == {"timeout"}
+    assert not result.ok and result.error_kind == TIMEOUT
+    assert {r.error_kind for r in result.cases.values()} == {TIMEOUT}
     assert "time limit" in result.message
 
 

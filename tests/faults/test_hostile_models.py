@@ -3,10 +3,11 @@
 One stack, one worker: submissions that flood stdout, exhaust memory, read a cube of another
 chunk, and a .pt2 whose pickle would run code. Each must be contained, charged to the
 participant (no platform retry), explained without host paths; a legitimate submission made
-afterwards must then evaluate normally (the worker stayed healthy). Attacks that need
-arbitrary Python inside the sandbox (fork bombs, thread floods, /dev/shm floods, forged
-events, killing the supervisor, sockets) run through the same sandbox in
-tests/evaluator/sandbox/test_hostile.py, since no accepted model format executes Python."""
+afterwards must then evaluate normally (the worker stayed healthy). Model files run no
+code of their own; attacks that need arbitrary code (fork bombs, thread floods, /dev/shm
+floods, forged events, killing the supervisor) come through the worker as container images
+in tests/faults/test_hostile_images.py, and through the bare sandbox (sockets, seccomp) in
+tests/evaluator/sandbox/test_hostile.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 
 import pytest
 
+from evaluator.harness.errors import MEMORY, OUTPUT_TOO_LARGE
 from tests.evaluator.modelformats.test_pt2_pickles import hostile_pt2
 from tests.integration.procs import manage
 
@@ -76,7 +78,7 @@ def test_hostile_models_are_contained_charged_and_the_worker_stays_healthy(tmp_p
         stack.worker("w1")
         states = stack.wait_final([sub_flood, sub_hog, sub_reader], timeout=300)
         host = str(tmp_path)
-        for sub, kind in ((sub_flood, "output_too_large"), (sub_hog, "memory")):
+        for sub, kind in ((sub_flood, OUTPUT_TOO_LARGE), (sub_hog, MEMORY)):
             state = states[sub]
             assert state["status"] == "failed", (state, stack.log("w1")[-3000:])
             assert state["failure_kind"] == kind, state

@@ -90,3 +90,18 @@ def test_docker_compose_config_accepts_the_file():
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_an_extra_worker_machine_shares_no_file_system():
+    """docker/compose.worker.yml: the worker image alone, S3 storage required, its own volume
+    for scratch and the object cache (docs/deployment.md, "Several machines")."""
+    doc = yaml.safe_load((ROOT / "docker" / "compose.worker.yml").read_text())
+    (svc,) = doc["services"].values()
+    assert svc["build"]["target"] == "worker" and svc["command"] == ["worker"]
+    env = svc["environment"]
+    assert env["S3_BUCKET"].startswith("${S3_BUCKET:?")  # refuses to start without S3
+    assert "WORKER_CACHE_MB" in env and env["DATA_ROOT"] == "/data"
+    assert svc["volumes"] == ["worker-data:/data"]  # not the main host's xenobench-data
+    assert svc["healthcheck"]["test"] and not svc.get("privileged")
+    compose = _compose()["services"]
+    assert compose["migrate"]["depends_on"]["minio"]["required"] is False

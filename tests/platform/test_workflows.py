@@ -17,6 +17,8 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from evaluator.harness.errors import MEMORY, TIMEOUT
+
 pytestmark = pytest.mark.django_db
 
 
@@ -173,8 +175,9 @@ def test_accepted_upload_is_stored_with_sha256_and_charged(world, settings):
     assert body["status"] == "queued" and body["model_format"] == "onnx"
     assert body["sha256"] == hashlib.sha256(data).hexdigest() and body["size_bytes"] == len(data)
     from submissions.models import Submission
+    from xenobench import storage
 
-    assert Path(Submission.objects.get(pk=body["id"]).model_path).read_bytes() == data
+    assert storage.read_bytes("uploads", Submission.objects.get(pk=body["id"]).model_path) == data
     assert api_for(alice).get(f"/api/phases/{phase.pk}/quota/").json()["used_today"] == 1
 
 
@@ -257,7 +260,7 @@ def test_terms_must_be_accepted_before_submitting(world):
 
 
 def test_teams_one_per_user_members_must_have_joined_and_share_the_quota(world):
-    from challenges.models import Membership, Team
+    from challenges.models import Membership, Team, TeamInvitation
 
     ch, phase, alice, bob = world["ch"], world["phase"], world["alice"], world["bob"]
     c = Client()
@@ -266,17 +269,22 @@ def test_teams_one_per_user_members_must_have_joined_and_share_the_quota(world):
     team = Team.objects.get(challenge=ch, name="Lab A")
     c.post(f"/c/{ch.slug}/team", {"action": "create", "name": "Lab B"})
     assert not Team.objects.filter(name="Lab B").exists()  # one team per user and challenge
-    # bob has not accepted the terms: nobody joins him on his behalf
+    # nobody is added without consent: the old "add" action is gone, an invitation waits
     c.post(f"/c/{ch.slug}/team", {"action": "add", "username": "bob"})
+    c.post(f"/c/{ch.slug}/team", {"action": "invite", "username": "bob"})
     assert not Membership.objects.filter(user=bob).exists()
+    inv = TeamInvitation.objects.get(invitee=bob, status="pending")
     bc = Client()
     bc.force_login(bob)
     bc.post(f"/c/{ch.slug}/team", {"action": "create", "name": "Lab C"})
     assert not Team.objects.filter(name="Lab C").exists()  # not registered: refused
+    r = bc.post(f"/c/{ch.slug}/team", {"action": "accept", "invitation": inv.pk}, follow=True)
+    assert b"join the challenge" in r.content  # bob has not accepted the terms
+    assert not Membership.objects.filter(user=bob).exists()
     bc.post(f"/c/{ch.slug}/join", {"accept_terms": "on"})
-    c.post(f"/c/{ch.slug}/team", {"action": "add", "username": "bob"})
+    bc.post(f"/c/{ch.slug}/team", {"action": "accept", "invitation": inv.pk})
     assert Membership.objects.get(user=bob).team == team
-    r = c.post(f"/c/{ch.slug}/team", {"action": "add", "username": "bob"}, follow=True)
+    r = c.post(f"/c/{ch.slug}/team", {"action": "invite", "username": "bob"}, follow=True)
     assert b"already in a team" in r.content
     make_sub(phase, alice)
     make_sub(phase, bob)
@@ -543,7 +551,7 @@ def test_register_dataset_command(human_test_root, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("kind", "status"), [("timeout", "timed_out"), ("memory", "failed"), ("model_error", "failed")]
+    ("kind", "status"), [(TIMEOUT, "timed_out"), (MEMORY, "failed"), ("model_error", "failed")]
 )
 def test_all_cases_failed_status_follows_the_error_kind_not_its_wording(world, kind, status):
     from submissions.models import CaseScore, Chunk

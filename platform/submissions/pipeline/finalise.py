@@ -10,6 +10,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from challenges.models import audit
+from evaluator.harness.errors import (
+    FORMAT_ERROR,
+    INVALID_OUTPUT,
+    MEMORY,
+    MODEL_ERROR,
+    OUTPUT_TOO_LARGE,
+    TIMEOUT,
+    TOO_MANY_PROCESSES,
+)
 
 from ..models import CaseScore, Status, Submission
 from ..notify import notify_finished, notify_organizers
@@ -19,13 +28,13 @@ from .persist import clear_results
 # Anything observed inside the sandbox is the participant's (see evaluator.inference).
 PARTICIPANT_KINDS = frozenset(
     {
-        "format_error",
-        "model_error",
-        "invalid_output",
-        "timeout",
-        "memory",
-        "too_many_processes",
-        "output_too_large",
+        FORMAT_ERROR,
+        MODEL_ERROR,
+        INVALID_OUTPUT,
+        TIMEOUT,
+        MEMORY,
+        TOO_MANY_PROCESSES,
+        OUTPUT_TOO_LARGE,
     }
 )
 MISCONFIGURED = "phase_misconfigured"
@@ -49,13 +58,13 @@ def public_reason(kind: str, reason: str) -> str:
 
 
 def fail_submission(submission_id: int, kind: str, reason: str, *, internal: str = "") -> bool:
-    """End a submission as failed (timed out for kind "timeout"), charged by `kind`, with no
+    """End a submission as failed (timed out for kind TIMEOUT), charged by `kind`, with no
     partial per-case results left behind. False when it was already final."""
     with transaction.atomic():
         sub = Submission.objects.select_for_update().get(pk=submission_id)
         if sub.is_final:
             return False
-        sub.status = Status.TIMED_OUT if kind == "timeout" else Status.FAILED
+        sub.status = Status.TIMED_OUT if kind == TIMEOUT else Status.FAILED
         sub.failure_kind = kind
         sub.status_reason = public_reason(kind, reason)
         sub.internal_error = internal[:10000]
@@ -109,11 +118,11 @@ def finalize(submission_id: int, attempt: int) -> str:
         if n and failed == n:
             first = scores.filter(ok=False).first()
             reason = first.error if first else "no case produced a valid prediction"
-            timed_out = first is not None and first.error_kind == "timeout"
+            timed_out = first is not None and first.error_kind == TIMEOUT
             sub.status = Status.TIMED_OUT if timed_out else Status.FAILED
-            # The first failed case's kind (memory, too_many_processes, ...), when charged.
+            # The first failed case's kind (memory_exceeded, too_many_processes, ...), when charged.
             kind = first.error_kind if first is not None else ""
-            sub.failure_kind = kind if is_charged(kind) else "model_error"
+            sub.failure_kind = kind if is_charged(kind) else MODEL_ERROR
             sub.status_reason = f"no case could be scored: {reason}"[:2000]
         else:
             sub.status = Status.SUCCEEDED

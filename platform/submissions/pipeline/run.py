@@ -12,16 +12,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from celery.signals import worker_process_shutdown
 from django.conf import settings
 from django.db.models import F
 from django.db.models.functions import Least
 from django.utils import timezone
 
 from challenges.models import Phase
+from evaluator.harness.errors import SANDBOX_ERROR
 
 from ..models import Chunk, Submission
 from .errors import PlatformProblem
-from .scratch import check_space_after_failed_run, disk_problem, is_disk_full
+from .scratch import (
+    check_space_after_failed_run,
+    dataset_input,
+    disk_problem,
+    is_disk_full,
+    model_input,
+)
 
 if TYPE_CHECKING:
     from evaluator.taskspec import TaskSpec
@@ -32,7 +40,7 @@ SANDBOX_PUBLIC = "the sandbox could not run on this worker"
 
 
 def limits_for(phase: Phase):
-    """The sandbox limits a phase grants one run."""
+    """The sandbox limits a phase grants one run (the rest from settings.SANDBOX_LIMITS)."""
     from evaluator.inference import Limits
 
     return Limits(
@@ -41,16 +49,33 @@ def limits_for(phase: Phase):
         memory_mb=int(phase.memory_mb),
         threads=int(phase.cpu_threads),
         gpu=bool(phase.gpu),
+        **getattr(settings, "SANDBOX_LIMITS", {}),
     )
+
+
+@worker_process_shutdown.connect
+def end_warm_sandbox(**_kwargs) -> None:
+    """Celery's pool processes exit without atexit handlers: end this process's warm sandbox
+    here, so that its folder and cgroup go with it."""
+    from evaluator.sandbox import warm
+
+    warm.POOL.close()
+
+
+def warm_key(sub: Submission) -> str:
+    """The validation and the chunks of one attempt that a worker runs share one warm sandbox:
+    the interpreter, the runtime and the model load once per worker (evaluator.sandbox.warm)."""
+    return f"submission-{sub.pk}-attempt-{sub.attempt}-{sub.sha256}"
 
 
 def input_channels(phase: Phase) -> int:
     """Spectral channels of the phase's cubes (read from the first cube's header)."""
     ds = phase.test_dataset
     if ds and ds.cubes_dir and phase.case_ids:
-        first = Path(ds.cubes_dir) / f"{phase.case_ids[0]}.npy"
-        if first.exists():
-            return int(np.load(first, mmap_mode="r", allow_pickle=False).shape[-1])
+        with dataset_input(ds, phase.case_ids[:1], "cubes") as cubes:
+            first = cubes / f"{phase.case_ids[0]}.npy"
+            if first.exists():
+                return int(np.load(first, mmap_mode="r", allow_pickle=False).shape[-1])
     return DEFAULT_CHANNELS
 
 
@@ -59,16 +84,19 @@ def validate_in_sandbox(sub: Submission, spec: TaskSpec):
     from evaluator.inference import validate_model
 
     phase = sub.phase
-    report = validate_model(
-        sub.model_path,
-        channels=input_channels(phase),
-        num_classes=spec.num_classes,
-        limits=limits_for(phase),
-        backend=settings.SANDBOX_BACKEND,
-        preprocessing=spec.preprocessing,
-        production=settings.PRODUCTION,
-    )
-    if report.error_kind == "sandbox_error":
+    channels = input_channels(phase)
+    with model_input(sub) as model:
+        report = validate_model(
+            model,
+            channels=channels,
+            num_classes=spec.num_classes,
+            limits=limits_for(phase),
+            backend=settings.SANDBOX_BACKEND,
+            preprocessing=spec.preprocessing,
+            production=settings.PRODUCTION,
+            warm_key=warm_key(sub),  # the sandbox stays warm for the chunks
+        )
+    if report.error_kind == SANDBOX_ERROR:
         raise PlatformProblem(
             f"sandbox error during validation: {report.message}", public=SANDBOX_PUBLIC
         )
@@ -116,25 +144,30 @@ def infer_chunk(chunk: Chunk, spec: TaskSpec, out_dir: Path):
     phase = sub.phase
     progress, flush = _progress_writer(sub, len(phase.case_ids))
     try:
-        result = run_inference(
-            sub.model_path,
-            cubes_dir=phase.test_dataset.cubes_dir,
-            case_ids=list(chunk.case_ids),
-            output_dir=out_dir,
-            num_classes=spec.num_classes,
-            preprocessing=spec.preprocessing,
-            limits=limits_for(phase),
-            backend=settings.SANDBOX_BACKEND,
-            progress=progress,
-            production=settings.PRODUCTION,
-        )
+        with (
+            model_input(sub) as model,
+            dataset_input(phase.test_dataset, list(chunk.case_ids), "cubes") as cubes,
+        ):
+            result = run_inference(
+                model,
+                cubes_dir=cubes,
+                case_ids=list(chunk.case_ids),
+                output_dir=out_dir,
+                num_classes=spec.num_classes,
+                preprocessing=spec.preprocessing,
+                limits=limits_for(phase),
+                backend=settings.SANDBOX_BACKEND,
+                progress=progress,
+                production=settings.PRODUCTION,
+                warm_key=warm_key(sub),
+            )
     except OSError as exc:
         if is_disk_full(exc):
             raise disk_problem(exc) from exc
         raise
     finally:
         flush()
-    if result.error_kind == "sandbox_error":  # raised on the host, outside the sandbox
+    if result.error_kind == SANDBOX_ERROR:  # raised on the host, outside the sandbox
         raise PlatformProblem(f"sandbox error: {result.message}", public=SANDBOX_PUBLIC)
     if hides_model_text(phase):
         for case in result.cases.values():

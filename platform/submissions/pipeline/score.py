@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from challenges.services import case_metadata
+from evaluator.harness.errors import INVALID_OUTPUT
 
 from ..models import Chunk
+from .scratch import dataset_input
 
 if TYPE_CHECKING:
     from evaluator.taskspec import TaskSpec
@@ -73,7 +75,7 @@ def score_case(
             rows = scores.rows
             confusion = scores.confusion.tolist()
         except ScoringError as exc:
-            error, error_kind = str(exc), "invalid_output"
+            error, error_kind = str(exc), INVALID_OUTPUT
     else:
         error = (
             case_result.message if case_result else "no prediction was produced"
@@ -90,16 +92,22 @@ def score_case(
 
 def score_chunk(spec: TaskSpec, chunk: Chunk, result, out_dir: Path) -> ChunkScores:
     """Score every case of `chunk` from the label maps in `out_dir` (an InferenceResult's
-    outputs, already validated by evaluator.inference)."""
+    outputs, already validated by evaluator.inference); the label maps come from the test
+    set's storage (pipeline/scratch.py), never through a sandbox."""
+    ds = chunk.submission.phase.test_dataset
+    with dataset_input(ds, list(chunk.case_ids), "labels") as labels_dir:
+        return _score_cases(spec, chunk, result, out_dir, labels_dir)
+
+
+def _score_cases(spec: TaskSpec, chunk: Chunk, result, out_dir: Path, labels_dir: Path):
     from evaluator.aggregation import image_score
 
-    ds = chunk.submission.phase.test_dataset
-    meta = case_metadata(ds)
+    meta = case_metadata(chunk.submission.phase.test_dataset)
     names = spec.label_names
     out = ChunkScores()
     for case_id in chunk.case_ids:
         info = meta.get(case_id, {})
-        ref = np.load(Path(ds.labels_dir) / f"{case_id}.npy", allow_pickle=False)
+        ref = np.load(labels_dir / f"{case_id}.npy", allow_pickle=False)
         cr = result.cases.get(case_id)
         rows, outcome = score_case(spec, case_id, ref, out_dir / f"{case_id}.npy", cr)
         out.failures += not outcome["ok"]

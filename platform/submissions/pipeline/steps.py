@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from evaluator.harness.errors import MODEL_ERROR
 from ops.heartbeat import beat_every, task_heartbeat
 
 from .claim import chunk_touch, claim_chunk, claim_submission, submission_touch
@@ -53,7 +54,7 @@ def start_evaluation(submission_id: int, attempt: int, hostname: str = "") -> st
     append_log(sub.pk, f"[validation] {report.message}\n{report.log}".strip())
     if not report.ok:
         fail_submission(
-            sub.pk, report.error_kind or "model_error", f"model validation failed: {report.message}"
+            sub.pk, report.error_kind or MODEL_ERROR, f"model validation failed: {report.message}"
         )
         return "invalid"
     n_chunks = create_chunks(submission_id, attempt, list(phase.case_ids), phase.chunk_size)

@@ -16,7 +16,7 @@ import torch
 
 from evaluator.modelformats import ModelFormatError, inspect_model, sniff_format
 
-from .. import models
+from .. import images, models
 
 
 class _Payload:
@@ -139,12 +139,16 @@ def _tar(path: Path, members: dict[str, bytes]) -> Path:
 
 
 def test_oci_archive_detected_and_bad_tars_refused(tmp_path):
-    manifest = json.dumps([{"Config": "c.json", "RepoTags": ["x:1"], "Layers": []}]).encode()
-    good = _tar(tmp_path / "image.tar", {"manifest.json": manifest, "c.json": b"{}"})
+    run = images.layer([images.entry("run", "file", b"#!/bin/sh\n", mode=0o755)])
+    good = images.write_archive(tmp_path / "image.tar", [run], entrypoint=["/run"])
     assert sniff_format(good) == "oci_archive"
-    assert sniff_format(_tar(tmp_path / "oci.tar", {"index.json": b"{}", "oci-layout": b"{}"})) == (
-        "oci_archive"
-    )
+    oci = images.write_archive(tmp_path / "oci.tar", [run], fmt="oci", entrypoint=["/run"])
+    assert sniff_format(oci) == "oci_archive"
+    manifest = json.dumps([{"Config": "c.json", "RepoTags": ["x:1"], "Layers": []}]).encode()
+    with pytest.raises(ModelFormatError, match="does not match its digest"):
+        sniff_format(_tar(tmp_path / "fake.tar", {"manifest.json": manifest, "c.json": b"{}"}))
+    with pytest.raises(ModelFormatError, match="no manifests"):
+        sniff_format(_tar(tmp_path / "empty.tar", {"index.json": b"{}", "oci-layout": b"{}"}))
     with pytest.raises(ModelFormatError, match="not a container image"):
         sniff_format(_tar(tmp_path / "plain.tar", {"hello.txt": b"hi"}))
     with pytest.raises(ModelFormatError, match="unsafe path"):

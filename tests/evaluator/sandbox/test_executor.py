@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import io
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +35,7 @@ from evaluator.sandbox import (
     get_sandbox,
 )
 from evaluator.sandbox.runtime import host_runtime
+from tests.evaluator import images
 
 BACKENDS = [BwrapSandbox, DockerSandbox, NoSandbox]
 
@@ -186,18 +185,16 @@ class _RecordingEngine:
 
 
 def _oci_archive(path: Path) -> Path:
-    with tarfile.open(path, "w") as tar:
-        data = b"[]"
-        info = tarfile.TarInfo("manifest.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return path
+    run = images.layer([images.entry("run", "file", b"#!/bin/sh\n", mode=0o755)])
+    return images.write_archive(path, [run], entrypoint=["/run"])
 
 
 def test_container_route_runs_the_image_through_the_executor(monkeypatch, tmp_path):
     engine = _RecordingEngine()
     assert isinstance(engine, Executor)
-    monkeypatch.setattr(inference._ContainerRoute, "_sandbox", staticmethod(lambda b: engine))
+    monkeypatch.setattr(
+        inference._ContainerRoute, "_sandbox", staticmethod(lambda b, production=False: engine)
+    )
     archive = _oci_archive(tmp_path / "image.tar")
     cubes = tmp_path / "cubes"
     cubes.mkdir()

@@ -114,11 +114,44 @@ def test_thousands_of_threads_are_too_many_processes(bwrap_ok, tmp_path, still_h
     assert_clean(message, tmp_path)
 
 
+@needs_cgroup
+def test_fork_burst_stops_at_the_process_limit(bwrap_ok, tmp_path, still_healthy):
+    """A burst of forks (80-165 got past a supervisor polling every 50 ms against a limit
+    of 64): the kernel's pids.max refuses the fork that would exceed the limit."""
+    code = """
+    import os, time
+    forked = 0
+    try:
+        for _ in range(500):
+            if os.fork() == 0:
+                time.sleep(20)
+                os._exit(0)
+            forked += 1
+    finally:
+        print("FORKED", forked, flush=True)
+    """
+    result = run_script(tmp_path, code)
+    forked = int(result.log.split("FORKED", 1)[1].split()[0])
+    assert forked < LIMITS.max_processes, result.log
+    assert result.process_limit and not result.ok
+    kind, message = _run_failure(result)
+    assert kind == TOO_MANY_PROCESSES
+    assert_clean(message, tmp_path)
+
+
 def test_shm_and_tmp_floods_are_capped(bwrap_ok, tmp_path, still_healthy):
     """Many small files in /dev/shm and /tmp: each tmpfs is size-capped (and, with a cgroup,
-    its pages count against the run's memory)."""
+    its pages count against the run's memory); /dev itself (bwrap's own tmpfs, uncapped)
+    takes no file at all, while its device nodes still work."""
     code = """
     import os
+    with open("/dev/null", "wb") as fh:
+        fh.write(b"device nodes stay writable")
+    try:
+        open("/dev/flood", "wb").close()
+        print("DEV WRITABLE")
+    except OSError as exc:
+        print("dev refused", exc.errno)
     written = {}
     for folder in ("/dev/shm", "/tmp"):
         total = 0
@@ -133,6 +166,7 @@ def test_shm_and_tmp_floods_are_capped(bwrap_ok, tmp_path, still_healthy):
     print("WROTE", written)
     """
     result = run_script(tmp_path, code)
+    assert "dev refused 30" in result.log and "DEV WRITABLE" not in result.log, result.log  # EROFS
     cap = LIMITS.tmpfs_mb() * 1024**2
     if "WROTE" in result.log:
         written = eval(result.log.split("WROTE", 1)[1].strip().splitlines()[0])  # noqa: S307
@@ -207,6 +241,64 @@ def test_socket_calls_fail_with_eperm(bwrap_ok, tmp_path, still_healthy):
     assert result.exit_code == 0, result.log
     assert "OPENED" not in result.log and result.log.count("EPERM") >= 4, result.log
     assert "unix ok" in result.log
+
+
+SYSCALL_PROBE = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {"x86_64": {"keyctl": 250, "bpf": 321, "perf_event_open": 298, "init_module": 175,
+                 "clock_settime": 227, "setns": 308, "mount": 165},
+      "aarch64": {"keyctl": 219, "bpf": 280, "perf_event_open": 241, "init_module": 105,
+                  "clock_settime": 112, "setns": 268, "mount": 40}}[os.uname().machine]
+libc.syscall.restype = ctypes.c_long
+def probe(name, ret):
+    print("CALL", name, ret, errno.errorcode.get(ctypes.get_errno(), "-") if ret == -1 else "-")
+probe("ptrace", libc.ptrace(0, 0, 0, 0))  # PTRACE_TRACEME: needs no privilege
+probe("personality", libc.personality(0xFFFFFFFF))  # a query: needs no privilege
+probe("keyctl", libc.syscall(NR["keyctl"], 0, -3, 0))  # the session keyring's id
+probe("bpf", libc.syscall(NR["bpf"], 0, 0, 0))
+probe("perf_event_open", libc.syscall(NR["perf_event_open"], 0, 0, -1, -1, 0))
+probe("init_module", libc.syscall(NR["init_module"], 0, 0, 0))
+probe("clock_settime", libc.syscall(NR["clock_settime"], 0, 0))
+probe("setns", libc.syscall(NR["setns"], 0, 0))
+probe("mount", libc.syscall(NR["mount"], 0, 0, 0, 0, 0))
+"""
+
+
+def _syscall_results(log: str) -> dict[str, str]:
+    calls = [line.split()[1:] for line in log.splitlines() if line.startswith("CALL ")]
+    return {name: err for name, _ret, err in calls}
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "aarch64"), reason="syscall numbers")
+def test_seccomp_denies_kernel_facing_calls(bwrap_ok, tmp_path, monkeypatch):
+    """ptrace, keyctl and personality succeed for any unprivileged process, so EPERM proves
+    the filter (the control run without it shows they would); the privileged calls (bpf,
+    modules, clock, setns, mount, perf) fail either way and must never succeed."""
+    if not mechanism("bwrap")["seccomp"]:
+        pytest.skip("libseccomp (pyseccomp) is not installed")
+    filtered = _syscall_results(run_script(tmp_path, SYSCALL_PROBE).log)
+    assert set(filtered) == {
+        "ptrace", "personality", "keyctl", "bpf", "perf_event_open", "init_module",
+        "clock_settime", "setns", "mount",
+    }, filtered  # fmt: skip
+    assert all(err == "EPERM" for err in filtered.values()), filtered
+    # Control: the same probe without the filter (a development worker without libseccomp).
+    from evaluator.sandbox import seccomp
+
+    def unavailable() -> int:
+        raise seccomp.SeccompUnavailable("disabled for the control run")
+
+    monkeypatch.setattr(seccomp, "filter_fd", unavailable)
+    control = tmp_path / "control"
+    control.mkdir()
+    unfiltered = _syscall_results(run_script(control, SYSCALL_PROBE).log)
+    assert unfiltered["ptrace"] == unfiltered["personality"] == "-", unfiltered  # succeeded
+    assert all(
+        err != "-"
+        for name, err in unfiltered.items()
+        if name not in ("ptrace", "personality", "keyctl")
+    )
 
 
 def _cube_folder(tmp_path: Path) -> Path:
@@ -293,3 +385,27 @@ def test_fallback_runs_bwrap_as_an_unprivileged_uid_when_configured(monkeypatch)
     monkeypatch.setenv(bwrap.SANDBOX_UID_ENV, "0")
     with pytest.raises(bwrap.SandboxError):
         bwrap.unprivileged(argv)
+
+
+def test_label_map_past_the_file_limit_is_output_too_large(bwrap_ok, tmp_path):
+    """Files count like streams: a label map above max_output_mb (RLIMIT_FSIZE inside, the
+    copy-out size check outside) is output_too_large for its case, charged, no host path."""
+    from tests.evaluator import models
+
+    cubes = tmp_path / "cubes"
+    models.write_cubes(cubes, ["big"], h=1100, w=1000)  # 1.1 MB of uint8 labels
+    models.write_cubes(cubes, ["small"])
+    model = models.torchscript(models.Conv1x1(), tmp_path / "conv.pt")
+    limits = Limits(wall_seconds=120, memory_mb=4096, max_output_mb=1)
+    result = run_inference(
+        model,
+        case_ids=["big", "small"],
+        output_dir=tmp_path / "out",
+        cubes_dir=cubes,
+        num_classes=models.K,
+        limits=limits,
+    )
+    big, small = result.cases["big"], result.cases["small"]
+    assert not big.ok and big.error_kind == OUTPUT_TOO_LARGE, big
+    assert str(tmp_path) not in big.message
+    assert small.ok, small

@@ -328,10 +328,30 @@ def build_checks(w: World, pol: Policy) -> list[Check]:
         C("api-root", "/api/", lambda r: ok),
         C("api-schema", "/api/schema/", lambda r: ok),
         C("api-docs", "/api/docs/", lambda r: ok),
+        C("api-redoc", "/api/redoc/", lambda r: ok),
         C("api-token", "/api/token/", lambda r: {400}, "post", {"username": "x", "password": "y"}),
         C("api-challenge-list", "/api/challenges/", lambda r: ok),
         C("api-phase-list", "/api/phases/", lambda r: ok),
         C("api-submission-list", "/api/submissions/", lambda r: login_or(r, ok, 401)),
+        C("api-invitation-list", "/api/invitations/", lambda r: login_or(r, ok, 401)),
+        C(
+            "api-invitation-accept",
+            "/api/invitations/999/accept/",
+            lambda r: login_or(r, {404}, 401),
+            "post",
+        ),
+        C(
+            "api-invitation-decline",
+            "/api/invitations/999/decline/",
+            lambda r: login_or(r, {404}, 401),
+            "post",
+        ),
+        C(
+            "api-invitation-cancel",
+            "/api/invitations/999/cancel/",
+            lambda r: login_or(r, {404}, 401),
+            "post",
+        ),
         C("api-submission-list", "/api/submissions/?phase=abc", lambda r: login_or(r, {400}, 401)),
     ]
     for ch in (w.pub, w.priv, w.other):
@@ -351,6 +371,12 @@ def build_checks(w: World, pol: Policy) -> list[Check]:
             C("api-challenge-detail", f"/api/challenges/{s}.json", vis),
             C("challenge-join", f"/c/{s}/join", vis_post, "post", {}),
             C("challenge-team", f"/c/{s}/team", vis_post, "post", {"action": "noop"}),
+            C("challenge-team", f"/c/{s}/team", lambda r, v=vis: login_or(r, v(r))),
+            C(
+                "api-challenge-team",
+                f"/api/challenges/{s}/team/",
+                lambda r, v=vis: {401} if r == "anon" else v(r),
+            ),
         ]
     for ch, task in ((w.pub, w.task_pub), (w.priv, w.task_priv)):
         base = f"/c/{ch.slug}/{task.slug}/"
@@ -364,6 +390,7 @@ def build_checks(w: World, pol: Policy) -> list[Check]:
             C("task-detail", base, lambda r, ch=ch: ok if pol.sees(r, ch) else {404}),
             C("task-data", base + "data.json", data),
             C("task-data-sums", base + "SHA256SUMS", data),
+            C("task-data-archive", base + "training.tar", data),
             C("task-data-file", base + "files/manifest.csv", data),
             C("task-data-file", base + "files/cubes/P1%23a.bin", data),
             C(
@@ -385,7 +412,7 @@ def build_checks(w: World, pol: Policy) -> list[Check]:
         ]
     for pw in w.phases:
         checks += phase_checks(pw, pol)
-    return checks + organizer_phase_checks(w, pol)
+    return checks + organizer_phase_checks(w, pol) + organizer_page_checks(w, pol)
 
 
 def organizer_phase_checks(w: World, pol: Policy) -> list[Check]:
@@ -402,6 +429,67 @@ def organizer_phase_checks(w: World, pol: Policy) -> list[Check]:
         Check("phase-action", base + "action", page, "post", {"action": "publish"}),
         Check("phase-action", base + "action", page, "post", {"action": "rerun"}),
     ]
+
+
+def organizer_page_checks(w: World, pol: Policy) -> list[Check]:
+    """The organizer pages (challenges.organize_views) and bundle routes: organizers of the
+    challenge only; creating or importing a challenge: staff (or challenges.add_challenge)."""
+    create = lambda r: login_or(r, {200} if r == "staff" else {403})  # noqa: E731
+    checks = [
+        Check("organize-new", "/organize/new", create),
+        Check("organize-import", "/organize/import", create),
+        Check(
+            "api-challenge-import-bundle",
+            "/api/challenges/import/",
+            lambda r: {401} if r == "anon" else ({400} if r == "staff" else {403}),
+            "post",
+        ),
+    ]
+    for ch in (w.pub, w.priv, w.other):
+        o = f"/c/{ch.slug}/organize/"
+
+        def org(r, ch=ch, ok=frozenset({200})):
+            return login_or(r, set(ok) if pol.org(r, ch) else {403} if pol.sees(r, ch) else {404})
+
+        checks += [
+            Check("organize-dashboard", o, org),
+            Check("organize-settings", o + "settings", org),
+            Check("organize-preview", o + "preview", org),
+            Check("organize-bundle", o + "bundle.yaml", org),
+            Check("organize-task-new", o + "tasks/new", org),
+            Check(
+                "organize-action",
+                o + "action",
+                lambda r, org=org: org(r, ok={400}),
+                "post",
+                {"action": "noop"},
+            ),
+            Check(
+                "api-challenge-bundle",
+                f"/api/challenges/{ch.slug}/bundle/",
+                lambda r, org=org: {401} if r == "anon" else org(r),
+            ),
+        ]
+        task = ch.tasks.first()
+        phase = task.phases.first() if task else None
+        if phase is not None:
+            t = f"{o}tasks/{task.slug}/"
+            checks += [
+                Check("organize-task", t, org),
+                Check("organize-phase-new", t + "phases/new", org),
+                Check("organize-phase", f"{t}phases/{phase.slug}/", org),
+            ]
+    p = w.other_phase
+    checks.append(
+        Check(
+            "organize-action",
+            f"/c/{w.other.slug}/organize/action",
+            lambda r: login_or(r, {302} if pol.org(r, w.other) else {403}),
+            "post",
+            {"action": "publish", "phase": p.pk},
+        )
+    )
+    return checks
 
 
 def phase_checks(pw: PhaseWorld, pol: Policy) -> list[Check]:

@@ -13,6 +13,7 @@ from unittest import mock
 import numpy as np
 
 from challenges.models import Challenge, Phase, Task
+from evaluator.harness.errors import TIMEOUT, fixed_message
 from leaderboards.services import build_snapshot
 from submissions.models import CaseScore, LabelScore, Status, Submission
 
@@ -74,7 +75,8 @@ def add_scored_submissions(
                         species=sp,
                         tissue_state=state,
                         ok=not failed,
-                        error="timeout" if failed else "",
+                        error=fixed_message(TIMEOUT) if failed else "",
+                        error_kind=TIMEOUT if failed else "",
                         dsc=dsc,
                         nsd=nsd,
                         confusion=conf,

@@ -142,7 +142,7 @@ def test_method_page_shows_each_part_only_as_far_as_visibility_allows(client):
     phase.show_case_results = True
     phase.save()
     html = body(client.get(f"/methods/{sub.pk}/"))
-    assert "human-s00" in html and 'id="failed-cases"' in html and "timeout" in html
+    assert "human-s00" in html and 'id="failed-cases"' in html and "time limit" in html
     client.logout()
     sub.disqualified = True
     sub.save()

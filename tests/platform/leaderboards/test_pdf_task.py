@@ -17,7 +17,11 @@ pytestmark = pytest.mark.django_db
 def queued(monkeypatch, settings, tmp_path) -> list[dict]:
     """Jobs sent to the statistics queue (recorded, not run); Chromium in the web process
     fails the test; every test gets its own reports folder."""
-    settings.DATA_ROOT = tmp_path
+    reports = {"location": str(tmp_path / "reports"), "allow_overwrite": True}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "reports": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": reports},
+    }
     jobs: list[dict] = []
 
     def send(args, queue=None, **kw):

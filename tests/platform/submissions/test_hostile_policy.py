@@ -18,7 +18,9 @@ from .test_pipeline_units import make_sub, world  # noqa: F401 - fixtures
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("kind", ["too_many_processes", "output_too_large", "memory", "timeout"])
+@pytest.mark.parametrize(
+    "kind", ["too_many_processes", "output_too_large", "memory_exceeded", "time_exceeded"]
+)
 def test_limit_kinds_are_charged(kind):
     assert finalise.is_charged(kind)
     assert not finalise.is_charged("sandbox_error") and not finalise.is_charged("platform_error")

@@ -5,13 +5,13 @@ writes label maps the way the harness does); scoring, storage and the policy are
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
 from django.utils import timezone
 
 from challenges.models import AuditEvent
+from evaluator.harness.errors import TIMEOUT
 from evaluator.inference import CaseResult, InferenceResult, ValidationReport
 from ops.heartbeat import stale_before
 from submissions import pipeline
@@ -74,7 +74,10 @@ def make_sub(world, status=Status.QUEUED, **kw) -> Submission:
 
 def reference(world, case_id: str) -> np.ndarray:
     ds = world["phase"].test_dataset
-    return np.load(Path(ds.labels_dir) / f"{case_id}.npy", allow_pickle=False)
+    from xenobench import storage
+
+    labels = storage.local_path("datasets", ds.labels_dir)
+    return np.load(labels / f"{case_id}.npy", allow_pickle=False)
 
 
 def fake_sandbox(world, failing: dict[str, str] | None = None):
@@ -144,14 +147,14 @@ def test_run_chunk_scores_on_the_trusted_side_and_a_redelivery_changes_nothing(
     good, bad = phase.case_ids[:2]
     sub = make_sub(world)
     chunk = running_chunk(world, sub, [good, bad])
-    monkeypatch.setattr(steps, "infer_chunk", fake_sandbox(world, failing={bad: "timeout"}))
+    monkeypatch.setattr(steps, "infer_chunk", fake_sandbox(world, failing={bad: TIMEOUT}))
 
     with django_capture_on_commit_callbacks(execute=True):
         assert pipeline.run_chunk(chunk.pk, 1, "w1") == "scored 2 cases (1 failed)"
     ok = CaseScore.objects.get(submission=sub, case_id=good)
     failed = CaseScore.objects.get(submission=sub, case_id=bad)
     assert ok.ok and ok.dsc == pytest.approx(1.0) and ok.nsd == pytest.approx(1.0)
-    assert not failed.ok and failed.error_kind == "timeout" and failed.dsc == 0.0
+    assert not failed.ok and failed.error_kind == TIMEOUT and failed.dsc == 0.0
     labels_of_bad = LabelScore.objects.filter(submission=sub, case_id=bad)
     present = {int(v) for v in np.unique(reference(world, bad)) if v < world["task"].num_classes}
     assert {r.label for r in labels_of_bad} == present  # worst values for every present label
