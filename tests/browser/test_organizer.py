@@ -115,8 +115,12 @@ def test_organizer_runs_a_challenge_from_an_empty_site(
     pp.wait_for_selector("#live-status[data-final='1']", state="attached", timeout=150_000)
     sub = Submission.objects.get(method_name="tiny conv")
     assert sub.status == "succeeded", sub.status_reason
+    # the snapshot that ranks this submission (an earlier, empty one may exist already)
     wait_for(
-        lambda: RankingSnapshot.objects.filter(phase=phase).exists(), what="the ranking snapshot"
+        lambda: any(
+            sub.pk in snap.submission_ids for snap in RankingSnapshot.objects.filter(phase=phase)
+        ),
+        what="the ranking snapshot with the submission",
     )
 
     # hidden until published: an anonymous reader sees no ranking yet
