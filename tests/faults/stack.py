@@ -257,3 +257,21 @@ def multipart(fields: dict[str, str], file_field: str, filename: str, data: byte
 def api_submit(url: str, token: str, phase: int, model: Path, name: str) -> tuple[int, dict]:
     body, ctype = multipart({"method_name": name}, "model", model.name, model.read_bytes())
     return api(f"{url}/api/phases/{phase}/submit/", token, "POST", body, ctype)
+
+
+def shell_json(stack: Stack, code: str):
+    """Run `code` in `manage.py shell` of the stack; it prints one JSON value after "@@"."""
+    out = manage(stack.env, "shell", "-c", code, timeout=300)
+    line = [x for x in out.stdout.splitlines() if x.startswith("@@")][-1]
+    return json.loads(line[2:])
+
+
+def submit_model_files(stack: Stack, phase: int, user: int, paths: list) -> list:
+    """Submit each file as `user` through the upload service (tests.faults.models.submit_files):
+    a submission id, or the refusal message."""
+    files = [str(p) for p in paths]
+    return shell_json(
+        stack,
+        "import json; from tests.faults.models import submit_files; "
+        f"print('@@' + json.dumps(submit_files({phase}, {user}, {files!r})))",
+    )

@@ -8,15 +8,12 @@ tracebacks; an honest image submitted afterwards must evaluate (the worker staye
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.evaluator import images
 from tests.evaluator.sandbox.test_oci_run import HOSTILE
-from tests.integration.procs import manage
 
-from .stack import Stack
+from .stack import Stack, shell_json, submit_model_files
 
 pytestmark = pytest.mark.integration
 
@@ -25,21 +22,6 @@ THREADS = (
     "import threading, time\nts = []\nwhile True:\n"
     "    t = threading.Thread(target=time.sleep, args=(120,))\n    t.start()\n    ts.append(t)\n"
 )
-
-
-def _shell(stack: Stack, code: str):
-    out = manage(stack.env, "shell", "-c", code, timeout=300)
-    line = [x for x in out.stdout.splitlines() if x.startswith("@@")][-1]
-    return json.loads(line[2:])
-
-
-def _submit(stack: Stack, phase: int, user: int, paths: list) -> list:
-    files = [str(p) for p in paths]
-    return _shell(
-        stack,
-        "import json; from tests.faults.models import submit_files; "
-        f"print('@@' + json.dumps(submit_files({phase}, {user}, {files!r})))",
-    )
 
 
 def _at_inference(attack: str) -> str:
@@ -56,7 +38,7 @@ def test_hostile_images_are_contained_charged_and_the_worker_stays_healthy(tmp_p
         stack.migrate()
         built = stack.setup(**SPEC)
         phase, user = built["phase"], built["users"][0]["id"]
-        _shell(
+        shell_json(
             stack,
             "from challenges.models import Phase; "
             f"Phase.objects.filter(pk={phase}).update(memory_mb=512, wall_seconds=10); "
@@ -76,7 +58,7 @@ def test_hostile_images_are_contained_charged_and_the_worker_stays_healthy(tmp_p
         bomb = [images.entry(f"f{k}", "file") for k in range(20001)]
         archives.append(images.image(work / "bomb.tar", plain, extra=bomb))
         root = images.image(work / "root.tar", plain, user="0")
-        ids = _submit(stack, phase, user, [*archives, root])
+        ids = submit_model_files(stack, phase, user, [*archives, root])
         *runs, entry, refused_bomb, refused_root = ids
         # Refused at upload, before anything runs: the bomb and the root image.
         assert isinstance(refused_bomb, str) and "more than 20000 files" in refused_bomb
@@ -114,7 +96,7 @@ def test_hostile_images_are_contained_charged_and_the_worker_stays_healthy(tmp_p
             images.base_layer(work / "numpy.tar", numpy=True),
             images.NUMPY_SCRIPT,
         )
-        (good,) = _submit(stack, phase, user, [honest])
+        (good,) = submit_model_files(stack, phase, user, [honest])
         state = stack.wait_final([good], timeout=300)[good]
         assert state["status"] == "succeeded", (state, stack.log("w1")[-3000:])
     finally:

@@ -11,36 +11,18 @@ tests/evaluator/sandbox/test_hostile.py."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from evaluator.harness.errors import MEMORY, OUTPUT_TOO_LARGE
 from tests.evaluator.modelformats.test_pt2_pickles import hostile_pt2
-from tests.integration.procs import manage
 
 from .models import hostile_model
-from .stack import Stack
+from .stack import Stack, shell_json, submit_model_files
 
 pytestmark = pytest.mark.integration
 
 SPEC = {"subjects": 2, "images": 2, "hw": (16, 16), "chunk_size": 2, "per_day": 50}
 MEMORY_MB = 1024  # enough for torch and the harness, far below what the hog takes
-
-
-def _shell(stack: Stack, code: str):
-    out = manage(stack.env, "shell", "-c", code, timeout=300)
-    line = [x for x in out.stdout.splitlines() if x.startswith("@@")][-1]
-    return json.loads(line[2:])
-
-
-def _submit(stack: Stack, phase: int, user: int, paths: list) -> list:
-    files = [str(p) for p in paths]
-    return _shell(
-        stack,
-        "import json; from tests.faults.models import submit_files; "
-        f"print('@@' + json.dumps(submit_files({phase}, {user}, {files!r})))",
-    )
 
 
 def test_hostile_models_are_contained_charged_and_the_worker_stays_healthy(tmp_path):
@@ -49,14 +31,14 @@ def test_hostile_models_are_contained_charged_and_the_worker_stays_healthy(tmp_p
         stack.migrate()
         built = stack.setup(**SPEC)
         phase, user = built["phase"], built["users"][0]["id"]
-        case_ids = _shell(
+        case_ids = shell_json(
             stack,
             "import json; from challenges.models import Phase; "
             f"p = Phase.objects.get(pk={phase}); "
             f"Phase.objects.filter(pk={phase}).update(memory_mb={MEMORY_MB}, wall_seconds=60); "
             "print('@@' + json.dumps(list(p.case_ids)))",
         )
-        classes = _shell(
+        classes = shell_json(
             stack,
             "from challenges.models import Phase; "
             f"print('@@' + str(Phase.objects.get(pk={phase}).task.num_classes))",
@@ -69,7 +51,7 @@ def test_hostile_models_are_contained_charged_and_the_worker_stays_healthy(tmp_p
         reader = hostile_model(models / "reader.pt", "reader", classes=classes, target=target)
         marker = tmp_path / "pwned"
         payload = hostile_pt2(models, marker)
-        ids = _submit(stack, phase, user, [flood, hog, reader, payload])
+        ids = submit_model_files(stack, phase, user, [flood, hog, reader, payload])
         sub_flood, sub_hog, sub_reader, refused = ids
         # The .pt2 payload: refused at upload, before anything loads it; nothing ran.
         assert isinstance(refused, str) and "pickle" in refused, refused
@@ -97,7 +79,7 @@ def test_hostile_models_are_contained_charged_and_the_worker_stays_healthy(tmp_p
         assert states[sub_reader]["counts_against_quota"]
 
         # The worker is healthy: a legitimate submission made now evaluates.
-        (good,) = _submit(stack, phase, user, [built["model"]])
+        (good,) = submit_model_files(stack, phase, user, [built["model"]])
         state = stack.wait_final([good], timeout=180)[good]
         assert state["status"] == "succeeded", (state, stack.log("w1")[-3000:])
         assert "limits=cgroup" in stack.log("w1") or "limits=rlimits" in stack.log("w1")
