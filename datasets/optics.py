@@ -2,8 +2,8 @@
 
 Absorption: oxy-/deoxy-haemoglobin (molar extinction from S. Prahl's compilation, 10 nm
 samples; whole blood at the tissue's haemoglobin concentration, 150 g/L by default), water,
-lipid, ICG in plasma (tabulated shape, peak near 800 nm) and melanin (Jacques' power law) in an
-epidermis of given thickness above the tissue. Reduced scattering
+lipid, protein-bound ICG (Prahl's tabulated spectrum, peak at 810 nm) and melanin (Jacques'
+power law) in an epidermis of given thickness above the tissue. Reduced scattering
 ``mu_s' = a * (lambda / 500 nm) ** -b``. Diffuse reflectance of a semi-infinite homogeneous
 medium from the diffusion approximation (Farrell et al. 1992, total reflectance form used by
 Jacques), seen through the epidermis twice (Beer-Lambert). The tables are rounded literature
@@ -50,15 +50,20 @@ _FAT = np.array(
      1.10, 0.80, 0.45, 0.30, 0.25, 0.21, 0.18, 0.15]
 )  # fmt: skip
 
-# ICG in plasma, relative absorbance (1 at the 800 nm peak, shoulder near 720-740 nm from the
-# aggregate/vibronic band, little absorption below 650 nm and past 870 nm): rounded from the
-# plasma spectra of Landsman et al., J Appl Physiol 40:575 (1976), as compiled by S. Prahl
-# (omlc.org/spectra/icg). Protein binding in blood shifts the water peak (780 nm) to ~800 nm.
+# Protein-bound ICG, relative absorbance (1 at the 810 nm peak). 660-1000 nm: the tabulated ICG
+# spectrum of S. Prahl's "Assorted Spectra" (omlc.org/spectra) as redistributed with the
+# patato package (BohndiekLab/patato, patato/unmixing/spectra/spectra_files/ICG.csv: molar
+# extinction in 1 nm steps from 660 nm, peak 190720 cm^-1/M at 810 nm), sampled every 10 nm
+# and normalised; tests/datasets/data/icg_reference.csv holds those samples and a test checks
+# this table against them. Below 660 nm, where that table stops, ICG absorbs little: a tail
+# extrapolated from the 660-680 nm slope (x 1/1.225 per 10 nm), floored at 0.02. Past 880 nm
+# the table is 0. Protein binding moves ICG's 780 nm peak in water to 800-810 nm in blood.
 _ICG = np.array(
-    [0.02, 0.02, 0.02, 0.02, 0.02, 0.03, 0.03, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.10,
-     0.12, 0.14, 0.17, 0.20, 0.24, 0.28, 0.33, 0.38, 0.42, 0.44, 0.45, 0.48, 0.55, 0.66, 0.80,
-     0.93, 1.00, 0.97, 0.80, 0.52, 0.28, 0.14, 0.07, 0.04, 0.02, 0.01, 0.01, 0.005, 0.005,
-     0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.005]
+    [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02,  # 500-590 nm: tail
+     0.024, 0.029, 0.036, 0.044, 0.053, 0.065,  # 600-650 nm: tail
+     0.080, 0.098, 0.120, 0.148, 0.182, 0.226, 0.281, 0.326, 0.351, 0.363,  # 660-750 nm
+     0.394, 0.472, 0.604, 0.788, 0.955, 1.000, 0.902, 0.601, 0.328, 0.155,  # 760-850 nm
+     0.054, 0.010, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # 860-1000
 )  # fmt: skip
 
 _HB_G_PER_L = 150.0

@@ -22,8 +22,8 @@ finite or an index is undefined (a zero denominator):
 ``nir``   NIR perfusion index: ``(mean A[825-925] / mean A[655-735] - 0) / 1.9``.
 ``thi``   tissue haemoglobin index: ``(mean A[530-590] / mean A[785-825] - 1.3) / 1.7``.
 ``twi``   tissue water index: ``(mean A[955-980] / mean A[880-900] - 0.4) / 1.6``.
-``ohi``   organ haemoglobin index: the THI ratio scaled for the higher haemoglobin content of
-          organs, ``(ratio - 1.3) / 2.5``.
+``ohi``   organ haemoglobin index: half the THI (the THI ratio over twice its span),
+          ``(ratio - 1.3) / 3.4``, so organs with 5-15 % blood do not saturate.
 ``tli``   tissue lipid index: depth of the lipid band at 930 nm in the second derivative,
           ``-min A''[915-945] / 4e-4 nm^-2``.
 ========  ===============================================================================
@@ -46,9 +46,11 @@ What is published and what is chosen here:
 * OHI and TLI are not in the 2018 paper. They are introduced in Kulcke A, Holmer A, Wahl P,
   et al. "Extended perfusion parameter estimation from hyperspectral imaging data for bedside
   diagnostic in medicine." Molecules 2019;24(22):4164; that paper's formulas have not been
-  checked against the ones below, which are our own definitions. OHI uses the THI ratio
-  with a wider span (chosen: 2.5 instead of 1.7, so organs with 5-15 % blood do not
-  saturate); TLI uses the second derivative at the 930 nm
+  checked against the ones below. OHI keeps the vendor's relation between the two
+  haemoglobin indices: the camera software that htc calls (``htc.tivita.DataPath.compute_thi``)
+  computes THI as ``clip(2 * OHI)``, so OHI here is the THI ratio over twice the THI span
+  (3.4); the vendor's own OHI formula is not public. TLI is our own definition: the second
+  derivative at the 930 nm
   lipid band, scaled so that fat-rich tissue reaches about 1 (chosen constant 4e-4 nm^-2:
   diffusion-model tissue with 90 % fat gives 0.7-1, fat-free tissue 0.07-0.13).
 * Smoothing: the paper differentiates smoothed spectra; its window could not be checked here.
@@ -115,7 +117,7 @@ STO2_R2 = 0.15
 NIR_NUM_NM, NIR_DEN_NM, NIR_SCALE = (825.0, 925.0), (655.0, 735.0), (0.0, 1.9)
 THI_NUM_NM, THI_DEN_NM, THI_SCALE = (530.0, 590.0), (785.0, 825.0), (1.3, 1.7)
 TWI_NUM_NM, TWI_DEN_NM, TWI_SCALE = (955.0, 980.0), (880.0, 900.0), (0.4, 1.6)
-OHI_SCALE = (1.3, 2.5)
+OHI_SCALE = (THI_SCALE[0], 2 * THI_SCALE[1])  # vendor: THI = clip(2 * OHI)
 TLI_NM, TLI_SCALE = (915.0, 945.0), 4e-4
 #: StO2 calibration: published index (first row, increasing) -> saturation (second row).
 STO2_CALIBRATION = np.array(

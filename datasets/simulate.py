@@ -126,12 +126,13 @@ ORGAN_PARAMS: dict[str, dict[str, TissueParams]] = {
         "stomach": T(0.065, 0.70, 0.78, 0.03, 18.0, 1.00, hb=150.0),  # thin wall
         "small_bowel": T(0.090, 0.66, 0.82, 0.02, 13.0, 0.85, hb=150.0),
         "colon": T(0.055, 0.66, 0.80, 0.03, 17.0, 1.05, hb=150.0),
-        "liver": T(0.190, 0.45, 0.72, 0.03, 17.0, 0.95, hb=150.0),  # 21 % residual blood
+        "liver": T(0.210, 0.45, 0.72, 0.03, 17.0, 0.95, hb=150.0),  # 21 % residual blood
         "pancreas": T(0.060, 0.60, 0.66, 0.22, 20.0, 1.40, hb=150.0),  # diffuse in fat
-        "kidney": T(0.110, 0.74, 0.80, 0.01, 17.0, 1.55, hb=150.0),  # 16 % residual blood
+        "kidney": T(0.160, 0.74, 0.80, 0.01, 17.0, 1.55, hb=150.0),  # 16 % residual blood
         "spleen": T(0.220, 0.62, 0.78, 0.01, 12.0, 0.75, hb=150.0),  # 22 %
         "omentum": T(0.035, 0.72, 0.45, 0.40, 24.0, 1.30, hb=150.0),
-        "lung": T(0.110, 0.88, 0.60, 0.02, 30.0, 1.45, hb=150.0),  # 36 % (sampled depth less)
+        # lung: 36 % residual blood, about half of it in the air-filled depth that is sampled
+        "lung": T(0.180, 0.88, 0.60, 0.02, 30.0, 1.45, hb=150.0),
         "skin": T(0.020, 0.66, 0.64, 0.10, 38.0, 1.35, 0.0, epidermis_mm=0.02, hb=150.0),
         "peritoneum": T(0.040, 0.76, 0.76, 0.06, 32.0, 0.80, hb=150.0),
     },

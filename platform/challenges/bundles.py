@@ -50,17 +50,7 @@ PHASE_KEYS = (
     "test_dataset",
     "case_ids",
 )
-LIMIT_KEYS = (
-    "submissions_per_day",
-    "submissions_total",
-    "max_concurrent",
-    "wall_seconds",
-    "memory_mb",
-    "cpu_threads",
-    "gpu",
-    "max_upload_mb",
-    "chunk_size",
-)
+LIMIT_KEYS = Phase.LIMIT_FIELDS
 #: Task model field -> key under ``settings`` (the TaskSpec's name).
 TASK_SETTINGS = {
     "label_names": "label_names",

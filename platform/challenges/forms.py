@@ -325,17 +325,9 @@ class PhaseForm(ModelValidatedForm):
             "closes_at",
             "visibility",
             "leaderboard_rule",
-            "submissions_per_day",
-            "submissions_total",
-            "max_concurrent",
-            "wall_seconds",
-            "memory_mb",
-            "cpu_threads",
-            "gpu",
-            "max_upload_mb",
+            *Phase.LIMIT_FIELDS,
             "show_case_results",
             "show_logs",
-            "chunk_size",
         ]
         widgets = {
             "test_dataset": forms.HiddenInput,

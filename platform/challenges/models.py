@@ -273,6 +273,20 @@ class Phase(models.Model):
         default=50, help_text="Cases per parallel evaluation chunk."
     )
 
+    #: The limits a phase puts on submissions and their runs: the organizer's form, the API and
+    #: challenge bundles (``limits``) all list exactly these.
+    LIMIT_FIELDS = (
+        "submissions_per_day",
+        "submissions_total",
+        "max_concurrent",
+        "wall_seconds",
+        "memory_mb",
+        "cpu_threads",
+        "gpu",
+        "max_upload_mb",
+        "chunk_size",
+    )
+
     class Meta:
         ordering = ["task", "order", "pk"]
         unique_together = [("task", "slug")]
@@ -390,14 +404,9 @@ class Phase(models.Model):
 
 #: Smallest sane value of each numeric phase limit.
 PHASE_MINIMA = {
-    "submissions_per_day": 1,
-    "submissions_total": 1,
-    "max_concurrent": 1,
-    "wall_seconds": 10,
-    "memory_mb": 256,
-    "cpu_threads": 1,
-    "max_upload_mb": 1,
-    "chunk_size": 1,
+    name: {"wall_seconds": 10, "memory_mb": 256}.get(name, 1)
+    for name in Phase.LIMIT_FIELDS
+    if name != "gpu"
 }
 
 

@@ -65,7 +65,8 @@ def test_band_ratio_indices_have_the_published_form() -> None:
     thi_ratio = a[band(530, 590)].mean() / a[band(785, 825)].mean()
     assert thi_ratio == pytest.approx(2.15)
     assert out["thi"][0] == pytest.approx((2.15 - 1.3) / 1.7, abs=1e-5)
-    assert out["ohi"][0] == pytest.approx((2.15 - 1.3) / 2.5, abs=1e-5)
+    assert out["ohi"][0] == pytest.approx((2.15 - 1.3) / 3.4, abs=1e-5)
+    assert out["ohi"][0] == pytest.approx(out["thi"][0] / 2, abs=1e-6)  # vendor: THI = 2 OHI
     assert out["twi"][0] == pytest.approx((1.2 - 0.4) / 1.6, abs=1e-5)
     for key in P.PARAMETER_NAMES:
         assert out[key].dtype == np.float32 and out[key].shape == (1,)
