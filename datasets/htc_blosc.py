@@ -156,6 +156,12 @@ def _decode(buf: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     import blosc2
 
     try:
+        # The chunk header states its compressed size; a shorter buffer would let the
+        # decompressor read past its end (what it returns then depends on memory), so a
+        # size mismatch is refused before decompressing.
+        _, cbytes, _ = blosc2.get_cbuffer_sizes(buf)
+        if cbytes != len(buf):
+            raise ValueError(f"chunk header says {cbytes} bytes, the file holds {len(buf)}")
         data = blosc2.decompress(buf)
     except Exception as e:  # blosc2 raises RuntimeError/ValueError on broken buffers
         raise HtcBloscError(f"corrupt or truncated blosc data ({e})") from e
