@@ -5,16 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 
-import pytest
 
-
-@pytest.fixture(scope="session", autouse=True)
-def _remove_test_data_root():
-    """settings_test made a fresh DATA_ROOT for this run; remove it at the end."""
-    yield
-    from django.conf import settings
-
-    root = str(settings.DATA_ROOT)
+def pytest_unconfigure(config) -> None:
+    """settings_test made a fresh DATA_ROOT for this process (each xdist worker and the
+    controller import the settings); remove it at the end."""
+    root = os.environ.get("DATA_ROOT", "")
     if os.path.basename(root).startswith("xenobench-tests-") and not os.environ.get(
         "XENOBENCH_KEEP_TEST_DATA"
     ):

@@ -78,11 +78,18 @@ def body_reads(monkeypatch, settings) -> dict:
     return seen
 
 
-def upload_dir_bytes() -> int:
+def upload_files() -> dict[str, int]:
     from django.conf import settings
 
     root = Path(settings.UPLOAD_ROOT)
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+    return {str(p): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def new_uploads():
+    """Files the test added under UPLOAD_ROOT (the folder is shared by the process's tests)."""
+    before = upload_files()
+    return lambda: {p: n for p, n in upload_files().items() if before.get(p) != n}
 
 
 def api_client(user: User) -> APIClient:
@@ -99,7 +106,7 @@ def model_bytes(n: int) -> io.BytesIO:
 
 # --- uploads ----------------------------------------------------------------------------------
 def test_declared_oversize_upload_is_refused_before_the_body_is_read(
-    open_phase, participant, body_reads
+    open_phase, participant, body_reads, new_uploads
 ):
     c = Client()
     c.force_login(participant)
@@ -114,11 +121,11 @@ def test_declared_oversize_upload_is_refused_before_the_body_is_read(
     )
     assert resp.status_code == 413 and "1 MB" in resp.json()["detail"]
     assert body_reads["read"] == 0
-    assert not Submission.objects.exists() and upload_dir_bytes() == 0
+    assert not Submission.objects.exists() and new_uploads() == {}
 
 
 def test_upload_past_the_cap_is_cut_off_while_streaming(
-    open_phase, participant, body_reads, settings
+    open_phase, participant, body_reads, settings, new_uploads
 ):
     """A file a little above the cap passes the Content-Length check (form overhead is
     allowed); the capping handler stops it: Django's handlers never get more than the cap
@@ -132,7 +139,7 @@ def test_upload_past_the_cap_is_cut_off_while_streaming(
     assert resp.status_code == 413, resp.content[:500]
     assert "limit of 1 MB" in resp.content.decode()
     assert body_reads["spooled"] <= MB + chunk
-    assert not Submission.objects.exists() and upload_dir_bytes() == 0
+    assert not Submission.objects.exists() and new_uploads() == {}
     # The API: same cut-off, JSON message.
     body_reads.update(read=0, spooled=0)
     resp = api_client(participant).post(
@@ -155,7 +162,7 @@ def test_global_max_upload_mb_caps_every_body(open_phase, participant, settings,
     assert resp.status_code == 413 and body_reads["read"] == 0
 
 
-def test_lying_content_length(open_phase, participant, body_reads):
+def test_lying_content_length(open_phase, participant, body_reads, new_uploads):
     c = Client()
     c.force_login(participant)
     url = open_phase.get_absolute_url() + "submit"
@@ -166,7 +173,7 @@ def test_lying_content_length(open_phase, participant, body_reads):
     resp = c.post(url, {"model": model_bytes(3 * MB)}, CONTENT_LENGTH=str(100 * 1024))
     assert resp.status_code in (400, 413)
     assert body_reads["read"] <= 100 * 1024
-    assert not Submission.objects.exists() and upload_dir_bytes() == 0
+    assert not Submission.objects.exists() and new_uploads() == {}
 
 
 def test_an_upload_under_the_cap_still_works(human_test_root, monkeypatch, tmp_path):

@@ -47,8 +47,10 @@ def hammer(fn: Callable[[], object], n_threads: int = N_THREADS, per_thread: int
 
 @pytest.fixture
 def redis_counters():
+    # db 14: its own Redis test database (test_foundation_services flushes db 15), so the
+    # two can run side by side on pytest-xdist workers.
     try:
-        c = counters.RedisCounters("redis://127.0.0.1:6379/15")
+        c = counters.RedisCounters("redis://127.0.0.1:6379/14")
         c.client.ping()
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"no Redis at 127.0.0.1:6379: {exc}")
@@ -104,7 +106,7 @@ def test_database_prunes_expired_rows(transactional_db):
 def test_module_functions_use_redis_only_when_configured(settings, db):
     settings.REDIS_URL = ""
     assert isinstance(counters.backend(), counters.DatabaseCounters)
-    settings.REDIS_URL = "redis://127.0.0.1:6379/15"
+    settings.REDIS_URL = "redis://127.0.0.1:6379/14"
     assert isinstance(counters.backend(), counters.RedisCounters)
 
 
