@@ -7,7 +7,6 @@ sandbox works normally for the next run."""
 from __future__ import annotations
 
 import os
-import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from evaluator.harness.errors import (
     TOO_MANY_PROCESSES,
 )
 from evaluator.inference import _run_failure, run_inference
-from evaluator.sandbox import BwrapSandbox, Limits, Mount, SandboxRequest, cgroup, mechanism
-from evaluator.sandbox.runtime import host_runtime
+from evaluator.sandbox import Limits, cgroup, mechanism
+
+from .scripts import sandboxed_script
 
 pytestmark = pytest.mark.integration
 LIMITS = Limits(
@@ -40,18 +40,7 @@ needs_cgroup = pytest.mark.skipif(cgroup.detect() is None, reason="no cgroup can
 
 
 def run_script(tmp_path: Path, code: str, limits: Limits = LIMITS):
-    script = tmp_path / "hostile.py"
-    script.write_text(textwrap.dedent(code))
-    out = tmp_path / "out"
-    out.mkdir(exist_ok=True)
-    py = str(host_runtime().python)
-    request = SandboxRequest(
-        argv=[py, "-I", "-S", "-B", "/job/hostile.py"],
-        mounts=[Mount(script, "/job/hostile.py")],
-        output_dir=out,
-        limits=limits,
-    )
-    return BwrapSandbox().run(request)
+    return sandboxed_script(tmp_path, code, limits)[0]
 
 
 def assert_clean(message: str, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,8 @@ from evaluator.sandbox import (
     SandboxRequest,
     get_sandbox,
 )
-from evaluator.sandbox.runtime import host_runtime
+
+from .scripts import sandboxed_script
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]  # the repository, which the sandbox must not expose
@@ -45,19 +45,7 @@ def labels(tmp_path) -> Path:
 
 
 def run_script(tmp_path: Path, code: str, limits: Limits = LIMITS, **kw):
-    script = tmp_path / "hostile.py"
-    script.write_text(textwrap.dedent(code))
-    out = tmp_path / "out"
-    out.mkdir(exist_ok=True)
-    py = str(host_runtime().python)
-    request = SandboxRequest(
-        argv=[py, "-I", "-S", "-B", "/job/hostile.py"],
-        mounts=[Mount(script, "/job/hostile.py")],
-        output_dir=out,
-        limits=limits,
-        **kw,
-    )
-    return BwrapSandbox().run(request), out
+    return sandboxed_script(tmp_path, code, limits, **kw)
 
 
 def test_command_has_confinement_flags():
