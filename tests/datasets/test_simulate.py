@@ -107,6 +107,16 @@ def test_physics_hemoglobin_and_icg_features() -> None:
     assert WAVELENGTHS_NM.shape == oxy.shape
 
 
+def test_hemoglobin_tables_are_prahls() -> None:
+    """optics' haemoglobin extinction equals Prahl's tabulation (committed 10 nm samples)."""
+    from datasets import optics
+
+    ref = np.loadtxt(DATA / "hemoglobin_reference.csv", delimiter=",", skiprows=6)
+    np.testing.assert_array_equal(optics._TABLE_NM, ref[:, 0])
+    np.testing.assert_allclose(optics._EPS_HBO2, ref[:, 1], rtol=0, atol=0.05)  # 0.1 rounding
+    np.testing.assert_allclose(optics._EPS_HB, ref[:, 2], rtol=0, atol=0.05)
+
+
 def test_icg_table_is_the_published_spectrum() -> None:
     """optics' ICG shape equals Prahl's tabulated spectrum (committed samples) where that
     table has values (660-1000 nm), normalised to its 810 nm peak."""
